@@ -1,0 +1,67 @@
+"""The Prometheus metrics catalogue: one object per gateway, injected, never a module global.
+
+Each gateway owns its registry so that two gateways in one process (tests, the demo) do not
+collide; under ``serve --workers N`` the admin endpoint collects all workers through
+prometheus-client's multiprocess mode instead (PROMETHEUS_MULTIPROC_DIR).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """All of poolgate's metrics (see README "Metrics")."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("poolgate_requests_total", "Requests answered, by route and status",
+                                ["route", "method", "status"], registry=r)
+        self.decisions = Counter("poolgate_decisions_total",
+                                 "Authorization decisions by outcome and stable reason code",
+                                 ["decision", "code"], registry=r)
+        self.request_seconds = Histogram("poolgate_request_duration_seconds",
+                                         "Time from request to response start, by route",
+                                         ["route"], buckets=_LATENCY, registry=r)
+        self.upstream_seconds = Histogram("poolgate_upstream_duration_seconds",
+                                          "Upstream time to response headers", ["upstream"],
+                                          buckets=_LATENCY, registry=r)
+        self.upstream_errors = Counter("poolgate_upstream_errors_total",
+                                       "Upstream connect errors and timeouts",
+                                       ["upstream", "code"], registry=r)
+        self.jwks_fetches = Counter("poolgate_jwks_fetches_total", "JWKS fetches by result",
+                                    ["source", "result"], registry=r)
+        self.jwks_keys = Gauge("poolgate_jwks_keys", "Usable keys loaded per identity source",
+                               ["source"], registry=r, multiprocess_mode="max")
+        self.jwks_age = Gauge("poolgate_jwks_key_age_seconds",
+                              "Seconds since the key set was last fetched successfully",
+                              ["source"], registry=r, multiprocess_mode="max")
+        self.token_cache = Counter("poolgate_token_cache_total", "Verified-token cache lookups",
+                                   ["result"], registry=r)
+        self.revocation_lookups = Counter("poolgate_revocation_lookups_total",
+                                          "Revocation lookups by result (hit = revoked)",
+                                          ["result"], registry=r)
+        self.revocation_errors = Counter("poolgate_revocation_errors_total",
+                                         "Revocation store errors", ["store"], registry=r)
+        self.revocation_seconds = Histogram("poolgate_revocation_lookup_seconds",
+                                            "Revocation lookup latency", ["source"],
+                                            buckets=_LATENCY, registry=r)
+        self.credentials_signed = Counter("poolgate_credentials_signed_total",
+                                          "Downstream credentials signed (cache misses)",
+                                          ["upstream"], registry=r)
+        self.reloads = Counter("poolgate_config_reloads_total", "Config reloads by result",
+                               ["result"], registry=r)
+
+    def exposition(self) -> bytes:
+        """The text exposition; all workers' values when running multiprocess."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            reg = CollectorRegistry()
+            multiprocess.MultiProcessCollector(reg)
+            return generate_latest(reg)
+        return generate_latest(self.registry)
