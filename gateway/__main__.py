@@ -1,0 +1,7 @@
+"""``python -m gateway`` -> the poolgate command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,274 @@
+"""Pure ASGI middleware around the pipeline: the ONE place a GatewayError becomes a response.
+
+Used directly (``GatewayMiddleware(app, config=...)``) and, with the proxy endpoint as its
+app, as the standalone/sidecar proxy: one engine, one set of decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from typing import Any, Awaitable, Callable
+
+from starlette.authentication import AuthCredentials
+
+from .config import Config, load_config
+from .engine import Engine
+from .errors import GatewayError, InvalidRequest
+from .extract import websocket_protocol_token
+from .forward.headers import canonical, check_framing, is_trusted, request_id
+from .principal import Principal, RequestFacts
+from .routes import normalise_path
+from .watch import watch_websocket
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+access_log = logging.getLogger("poolgate.access")
+log = logging.getLogger("poolgate")
+WS_PROTOCOL_PREFIX = "bearer."
+
+
+class RequestContext:
+    """What the gateway knows about an admitted request, for the app behind it."""
+
+    __slots__ = ("outcome", "path", "request_id", "peer", "trusted", "engine", "facts")
+
+    def __init__(self, outcome: Any, path: str, rid: str, peer: str, trusted: bool,
+                 engine: Engine, facts: RequestFacts) -> None:
+        self.outcome, self.path, self.request_id = outcome, path, rid
+        self.peer, self.trusted, self.engine, self.facts = peer, trusted, engine, facts
+
+
+class GatewayMiddleware:
+    """``GatewayMiddleware(app, config="poolgate.yaml")`` publishes ``scope["user"]`` (a
+    ``Principal``) and ``scope["auth"]`` and refuses what the pipeline refuses."""
+
+    def __init__(self, app: ASGIApp, config: Config | str | os.PathLike[str] | None = None, *,
+                 engine: Engine | None = None, proxy: bool = False) -> None:
+        self.app = app
+        if engine is None:
+            if config is None:
+                raise TypeError("GatewayMiddleware needs config= (a path or gateway.load_config(...))")
+            cfg = config if isinstance(config, Config) else load_config(config)
+            engine = Engine(cfg, middleware_mode=not proxy)
+        self.engine = engine
+        self.proxy = proxy
+        self._start_lock = asyncio.Lock()
+        self._draining = False
+
+    # -- engine lifecycle ------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        async with self._start_lock:
+            await self.engine.start()
+
+    async def shutdown(self) -> None:
+        await self.engine.aclose()
+
+    async def swap(self, engine: Engine) -> None:
+        """Hot reload: start the new engine, switch atomically, close the old one."""
+        await engine.start()
+        old, self.engine = self.engine, engine
+        await old.aclose()
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        got_startup = False
+
+        async def wrapped() -> dict[str, Any]:
+            nonlocal got_startup
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                got_startup = True
+                await self.startup()
+            elif msg["type"] == "lifespan.shutdown":
+                await self.shutdown()
+            return msg
+
+        try:
+            await self.app(scope, wrapped, send)
+        except Exception:
+            if got_startup:
+                raise
+            # the host app has no lifespan handler: speak the protocol for it
+            await self._own_lifespan(receive, send)
+
+    async def _own_lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            return await self._lifespan(scope, receive, send)
+        if kind not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        engine = self.engine
+        if not engine.started:           # no lifespan ran (e.g. a server with lifespan off)
+            await self.startup()
+        t0 = time.perf_counter()
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        trusted = bool(engine.config.listen.trusted_proxies) and is_trusted(
+            peer, engine.config.listen.trusted_proxies)
+        rid = request_id(headers, trusted=trusted)
+        status = [0]
+        route_id = "-"
+        code = decision = role = None
+        outcome = None
+        try:
+            if kind == "http":
+                check_framing(headers)
+            path = normalise_path(scope.get("raw_path") or scope["path"].encode("utf-8"))
+            facts = _facts(scope, path, peer, trusted, engine.clock(),
+                           engine.config.listen.trusted_proxies)
+            ws_token = None
+            if kind == "websocket":
+                ws_token = websocket_protocol_token(headers, WS_PROTOCOL_PREFIX)
+            outcome = await engine.pipeline.authorize(headers, scope.get("query_string", b""),
+                                                      facts, token=ws_token)
+        except GatewayError as e:
+            code, decision = e.code, "deny"
+            status[0] = e.status
+            await self._refuse(scope, receive, send, e, rid)
+            self._record(engine, scope, status[0], "-", decision, code, None, t0, rid)
+            return
+        route_id = outcome.route.id if outcome.route is not None else "-"
+        role, decision, code = outcome.principal.role, "allow", outcome.decision.reason
+        inner = dict(scope)
+        inner["user"] = outcome.principal
+        inner["auth"] = AuthCredentials(_scopes(outcome.principal))
+        inner["poolgate"] = RequestContext(outcome, path, rid, peer, trusted, engine, facts)
+        if not self.proxy:
+            inner["headers"] = _without(headers, engine)
+        rid_header = (b"x-request-id", rid.encode("ascii"))
+
+        async def send_with_id(msg: dict[str, Any]) -> None:
+            t = msg["type"]
+            if t == "http.response.start" or t == "websocket.http.response.start":
+                status[0] = msg["status"]
+                msg = dict(msg)
+                msg["headers"] = [*msg.get("headers", ()), rid_header]
+            elif t == "websocket.accept":
+                status[0] = 101
+            await send(msg)
+
+        try:
+            if kind == "websocket" and outcome.principal.token is not None:
+                await watch_websocket(self.app, inner, receive, send_with_id, engine,
+                                      outcome.principal.token)
+            else:
+                await self.app(inner, receive, send_with_id)
+        except GatewayError as e:       # the proxy's 502/504 before the response started
+            code, decision = e.code, "error"
+            if status[0] == 0:
+                status[0] = e.status
+                await self._refuse(scope, receive, send, e, rid)
+        finally:
+            self._record(engine, scope, status[0], route_id, decision, code, role, t0, rid)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, e: GatewayError,
+                      rid: str) -> None:
+        body = json.dumps(e.body(rid)).encode()
+        hdrs = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+                (b"x-request-id", rid.encode("ascii")),
+                (b"content-length", str(len(body)).encode())]
+        challenge = e.www_authenticate()
+        if challenge:
+            hdrs.append((b"www-authenticate", challenge.encode("latin-1")))
+        if e.retry_after is not None:
+            hdrs.append((b"retry-after", str(e.retry_after).encode()))
+        if scope["type"] == "websocket":
+            await _refuse_websocket(scope, receive, send, e.status, hdrs, body)
+            return
+        await send({"type": "http.response.start", "status": e.status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": body})
+
+    def _record(self, engine: Engine, scope: Scope, status: int, route: str,
+                decision: str | None, code: str | None, role: str | None, t0: float,
+                rid: str) -> None:
+        elapsed = time.perf_counter() - t0
+        m = engine.metrics
+        method = scope.get("method", "WS")
+        m.requests.labels(route, method, str(status)).inc()
+        m.decisions.labels(decision or "none", code or "none").inc()
+        m.request_seconds.labels(route).observe(elapsed)
+        if engine.config.logging.access_log and access_log.isEnabledFor(logging.INFO):
+            access_log.info("request", extra={"fields": {
+                "request_id": rid, "route": route, "method": method,
+                "path": scope.get("path", ""), "status": status, "decision": decision,
+                "code": code, "role": role, "latency_ms": round(elapsed * 1000, 3)}})
+
+
+async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, status: int,
+                            hdrs: list[tuple[bytes, bytes]], body: bytes) -> None:
+    msg = await receive()
+    if msg["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send({"type": "websocket.http.response.start", "status": status, "headers": hdrs})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+def _facts(scope: Scope, path: str, peer: str, trusted: bool, now: float,
+           networks: Any) -> RequestFacts:
+    headers = scope["headers"]
+    hmap: dict[str, str] = {}
+    for k, v in headers:
+        name = k.decode("latin-1").lower()
+        if name not in hmap:
+            hmap[name] = v.decode("latin-1")
+    source_ip, secure = peer, scope.get("scheme") in ("https", "wss")
+    if trusted:
+        xff = hmap.get("x-forwarded-for")
+        if xff:
+            source_ip = _client_from_xff(xff, networks)
+        proto = hmap.get("x-forwarded-proto")
+        if proto:
+            secure = proto.strip().lower() in ("https", "wss")
+    method = scope.get("method", "GET").upper()
+    return RequestFacts(method=method, path=path, source_ip=source_ip, secure=secure, now=now,
+                        headers=hmap)
+
+
+def _client_from_xff(xff: str, networks: Any) -> str:
+    """The rightmost X-Forwarded-For hop that is not itself a trusted proxy."""
+    hops = [h.strip() for h in xff.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop, networks):
+            return hop
+    return hops[0] if hops else ""
+
+
+def _scopes(p: Principal) -> list[str]:
+    out = ["authenticated"] if p.is_authenticated else []
+    if p.role:
+        out.append(p.role)
+    out.extend(f"scope:{s}" for s in p.scopes)
+    return out
+
+
+def _without(headers: list[tuple[bytes, bytes]], engine: Engine) -> list[tuple[bytes, bytes]]:
+    """Delete client-sent copies of every header the gateway sets, before the app sees them."""
+    names = engine.identity.names | {canonical(engine.config.downstream_credential.header.encode())}
+    return [(k, v) for k, v in headers if canonical(k) not in names]
+
+
+__all__ = ["GatewayMiddleware", "RequestContext", "InvalidRequest"]

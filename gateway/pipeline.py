@@ -1,0 +1,173 @@
+"""Steps 0-4 in order, nothing else: route -> token -> verify -> revoked? -> role -> policy."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .config import Config, Route
+from .errors import Forbidden, InvalidToken, MissingToken, Unavailable
+from .extract import bearer_token
+from .mapping import RoleMapper
+from .policy import PolicyEngine
+from .principal import Decision, Principal, RequestFacts, VerifiedToken
+from .revocation import RevocationStore, StoreError
+from .routes import Router
+from .verify import Verifier
+
+log = logging.getLogger("poolgate.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the pipeline concluded about one request; the proxy and the middleware act on it."""
+
+    route: Route | None
+    path_params: Mapping[str, str]
+    principal: Principal
+    decision: Decision
+
+
+class Pipeline:
+    """The one engine shared by the proxy and the middleware."""
+
+    def __init__(self, config: Config, *, router: Router, verifier: Verifier,
+                 revocation: RevocationStore | None, mapper: RoleMapper,
+                 policy: PolicyEngine, fallback_auth: str | None = None,
+                 fallback_service: str | None = None) -> None:
+        self.config = config
+        self.router = router
+        self.verifier = verifier
+        self.revocation = revocation
+        self.fail_open = config.revocation.on_error == "allow"
+        self.mapper = mapper
+        self.policy = policy
+        # middleware mode: the requirement when no route matches (None: no route = 404)
+        self.fallback = (None if fallback_auth is None else
+                         Route(id="default", path=None, methods=None,  # type: ignore[arg-type]
+                               upstream=fallback_service, auth=fallback_auth))
+
+    async def authorize(self, headers: list[tuple[bytes, bytes]], query: bytes,
+                        facts: RequestFacts, token: str | None = None) -> Outcome:
+        decision_id = os.urandom(8).hex()
+        # 0. route
+        route, params = self.route(facts.method, facts.path)
+        if route.auth == "public":
+            return self._public(route, params, decision_id)
+        # 1. extract
+        if token is None:
+            token = bearer_token(headers, query)
+        if token is None:
+            return self._guest(route, params, facts, decision_id)
+        # 2. verify
+        verified = await self.verifier.verify(token, allowed_sources=route.identity_sources)
+        # 3. revoked?
+        if self.revocation is not None:
+            await self._check_revoked(verified)
+        # 4. role, then policy
+        return self.admit(route, params, verified, facts, decision_id)
+
+    def admit(self, route: Route, params: Mapping[str, str], verified: VerifiedToken,
+              facts: RequestFacts, decision_id: str) -> Outcome:
+        """Step 4 alone (role mapping + policy) for verified claims; pure."""
+        choice = self.mapper.choose(verified.source_id, verified.claims,
+                                    self._requested_role(verified.source_id, facts))
+        tags = self.mapper.tags(verified.source_id, verified.claims)
+        principal = Principal(sub=verified.sub, role=choice.role, claims=verified.claims,
+                              source_id=verified.source_id, tags=tags, token=verified)
+        decision = self._decide(route, params, facts, principal, choice.rule, decision_id)
+        if not decision.allowed:
+            raise Forbidden(decision.detail or "not allowed", code=decision.reason)
+        principal.decision = decision
+        return Outcome(route, params, principal, decision)
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def route(self, method: str, path: str) -> tuple[Route, Mapping[str, str]]:
+        if self.fallback is None:
+            return self.router.match(method, path)
+        found = self.router.match_or_none(method, path)
+        return found if found is not None else (self.fallback, {})
+
+    def _public(self, route: Route, params: Mapping[str, str], decision_id: str) -> Outcome:
+        role = self.config.guest_role
+        principal = Principal(sub=None, role=role, claims={}, source_id=None,
+                              tags={}, token=None)
+        decision = Decision(id=decision_id, allowed=True, role=role, reason="public_route",
+                            detail=f"route {route.id} is public")
+        principal.decision = decision
+        return Outcome(route, params, principal, decision)
+
+    def _guest(self, route: Route, params: Mapping[str, str], facts: RequestFacts,
+               decision_id: str) -> Outcome:
+        guest = self.config.guest_role
+        if guest is None or route.auth == "authenticated":
+            raise MissingToken(f"route {route.id} needs a bearer token")
+        choice = self.mapper.choose(None, None)
+        principal = Principal(sub=None, role=choice.role, claims={}, source_id=None,
+                              tags={}, token=None)
+        decision = self._decide(route, params, facts, principal, choice.rule, decision_id)
+        if not decision.allowed:
+            # no credentials: the challenge invites sign-in rather than a bare 403
+            raise MissingToken(f"route {route.id} needs a bearer token for this request")
+        principal.decision = decision
+        return Outcome(route, params, principal, decision)
+
+    async def _check_revoked(self, token: VerifiedToken) -> None:
+        assert self.revocation is not None
+        try:
+            kind = await self.revocation.revoked(token)
+        except StoreError as e:
+            if self.fail_open:
+                log.warning("revocation store unavailable, allowing (on_error: allow): %s", e)
+                return
+            raise Unavailable("revocation store unavailable", code="revocation_unavailable",
+                              retry_after=2)
+        if kind is not None:
+            raise InvalidToken(f"token revoked (by {kind})", code="token_revoked")
+
+    def _requested_role(self, source_id: str, facts: RequestFacts) -> str | None:
+        mapping = self.config.mappings.get(source_id)
+        header = mapping.role_request_header if mapping is not None else "x-gateway-role"
+        return facts.headers.get(header) if header else None
+
+    def _decide(self, route: Route, params: Mapping[str, str], facts: RequestFacts,
+                principal: Principal, rule: str | None, decision_id: str) -> Decision:
+        token = principal.token
+        scopes = token.scopes if token is not None else ()
+        token_use = token.token_use if token is not None else None
+        if route.auth == "policy":
+            d = self.policy.evaluate(role=principal.role, route=route,
+                                     upstream=route.upstream or "", facts=facts,
+                                     claims=principal.claims, tags=principal.tags,
+                                     path_params=params, scopes=scopes, token_use=token_use,
+                                     decision_id=decision_id)
+            return _with_rule(d, rule)
+        # authenticated: required scopes only, no statements
+        if route.required_scopes and not _has_scope(route, scopes, token_use):
+            return Decision(id=decision_id, allowed=False, role=principal.role,
+                            reason="missing_scope", rule=rule,
+                            detail=f"route {route.id} needs one of the scopes "
+                                   f"{' '.join(route.required_scopes)}")
+        perms: tuple[Mapping[str, Any], ...] = ()
+        if principal.role is not None and route.upstream:
+            perms = self.policy.permissions(principal.role, route.upstream, principal.claims,
+                                            principal.tags, params)
+        return Decision(id=decision_id, allowed=True, role=principal.role,
+                        reason="authenticated", rule=rule, permissions=perms,
+                        detail=f"route {route.id} needs authentication only")
+
+
+def _has_scope(route: Route, scopes: tuple[str, ...], token_use: str | None) -> bool:
+    if token_use not in (None, "access"):
+        return False
+    return any(s in scopes for s in route.required_scopes)
+
+
+def _with_rule(d: Decision, rule: str | None) -> Decision:
+    if d.rule is not None or rule is None:
+        return d
+    return Decision(id=d.id, allowed=d.allowed, role=d.role, reason=d.reason, rule=rule,
+                    statements=d.statements, detail=d.detail, permissions=d.permissions)

@@ -1,0 +1,76 @@
+"""An accepted WebSocket lives only as long as its token: closed (1008) at expiry or revocation.
+
+No peer gateway does this: a verified handshake otherwise keeps a socket open for hours
+after the token expired or the user signed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+from .principal import VerifiedToken
+
+log = logging.getLogger("poolgate")
+REVOCATION_POLL_SECONDS = 2.0
+POLICY_VIOLATION = 1008
+
+
+async def watch_websocket(app: Callable[..., Awaitable[None]], scope: dict[str, Any],
+                          receive: Callable[[], Awaitable[dict[str, Any]]],
+                          send: Callable[[dict[str, Any]], Awaitable[None]],
+                          engine: Any, token: VerifiedToken) -> None:
+    """Run the app for one WebSocket; close it with 1008 when the token stops being valid."""
+    closed = asyncio.Event()
+    accepted = asyncio.Event()
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def guarded_send(msg: dict[str, Any]) -> None:
+        if closed.is_set():
+            return
+        if msg["type"] == "websocket.accept":
+            accepted.set()
+        elif msg["type"] == "websocket.close":
+            closed.set()
+        await send(msg)
+
+    async def pump() -> None:
+        while True:
+            msg = await receive()
+            await inbox.put(msg)
+            if msg["type"] == "websocket.disconnect":
+                return
+
+    async def merged_receive() -> dict[str, Any]:
+        return await inbox.get()
+
+    async def expire() -> None:
+        source = engine.config.source_by_id(token.source_id)
+        deadline = token.exp + source.clock_skew_seconds
+        reason = "token expired"
+        while True:
+            wait = min(deadline - engine.clock(), REVOCATION_POLL_SECONDS)
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+            if engine.store is not None and engine.clock() < deadline:
+                try:
+                    if await engine.store.revoked(token) is not None:
+                        reason = "token revoked"
+                        break
+                except Exception:      # a store outage does not cut live sockets
+                    log.warning("revocation check for a live WebSocket failed", exc_info=True)
+        if accepted.is_set() and not closed.is_set():
+            closed.set()
+            await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": reason})
+            await inbox.put({"type": "websocket.disconnect", "code": POLICY_VIOLATION})
+
+    pump_task = asyncio.create_task(pump())
+    timer = asyncio.create_task(expire())
+    try:
+        await app(scope, merged_receive, guarded_send)
+    finally:
+        for t in (timer, pump_task):
+            t.cancel()
+        await asyncio.gather(timer, pump_task, return_exceptions=True)
