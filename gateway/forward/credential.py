@@ -52,10 +52,6 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=_json_default).encode("utf-8")
-
-
 def _json_default(value: Any) -> Any:
     # permissions and tags may arrive as read-only mappings or frozensets
     if isinstance(value, Mapping):
@@ -63,6 +59,14 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     raise TypeError(f"cannot put a {type(value).__name__} into a credential")
+
+
+# built once: json.dumps with options would construct an encoder per call
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+
+
+def _json(value: Any) -> bytes:
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def generate_key_pem(algorithm: str = "ES256") -> bytes:
