@@ -1,0 +1,159 @@
+"""Step 2, verify: a bearer token -> ``VerifiedToken``, or a refusal with a stable code.
+
+Order, cheapest first: size -> structure -> header alg/keys/crit/kid -> issuer (the only claim
+read before the signature, to choose the identity source and so its keys) -> source alg and
+``typ`` -> key -> signature -> claims. A bounded cache of verified tokens (keyed by sha256)
+re-checks the time claims, the route's sources and the key's currency on every hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Sequence
+
+from ..config import IdentitySource
+from ..errors import GatewayError, InvalidToken, TokenTooLarge
+from ..metrics import Metrics
+from ..principal import VerifiedToken
+from .cognito import check_claims
+from .jwks import JwksManager
+from .token import (Jwk, check_header, check_key_alg, check_typ, parse_json_object, split_compact,
+                    verify_signature)
+
+__all__ = ["Verifier", "JwksManager"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    token: VerifiedToken
+    source: IdentitySource
+    kid: str
+    jwk: Jwk
+    exp: float
+    nbf: float | None
+
+
+class Verifier:
+    """Verifies bearer tokens against the configured identity sources."""
+
+    def __init__(self, sources: Sequence[IdentitySource], keys: JwksManager, *,
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None,
+                 cache_size: int = 10_000) -> None:
+        self._sources = tuple(sources)
+        self._keys = keys
+        self._clock = clock
+        self._by_issuer: dict[str, list[IdentitySource]] = {}
+        for s in self._sources:
+            for iss in s.issuers:
+                self._by_issuer.setdefault(iss, []).append(s)
+        self._algs = frozenset(a for s in self._sources for a in s.algorithms)
+        self._cap_all = min((s.max_token_bytes for s in self._sources), default=8192)
+        self._caps: dict[tuple[str, ...], int] = {}
+        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._cache_size = max(0, cache_size)
+        self._hit = self._miss = None
+        if metrics is not None:
+            self._hit = metrics.token_cache.labels(result="hit")
+            self._miss = metrics.token_cache.labels(result="miss")
+
+    def _cap(self, allowed: tuple[str, ...] | None) -> int:
+        if allowed is None:
+            return self._cap_all
+        cap = self._caps.get(allowed)
+        if cap is None:
+            cap = min((s.max_token_bytes for s in self._sources if s.id in allowed),
+                      default=self._cap_all)
+            self._caps[allowed] = cap
+        return cap
+
+    async def verify(self, token: str, *,
+                     allowed_sources: tuple[str, ...] | None = None) -> VerifiedToken:
+        """Verify ``token``; raise ``InvalidToken``/``TokenTooLarge``/``Unavailable``."""
+        if len(token) > self._cap(allowed_sources):
+            raise TokenTooLarge("token is larger than the accepted size")
+        if not token.isascii():
+            raise InvalidToken("token is not base64url", code="bad_encoding")
+        raw = token.encode("ascii")
+        if len(raw) > self._cap(allowed_sources):  # pragma: no cover - ascii: same length
+            raise TokenTooLarge("token is larger than the accepted size")
+        digest = hashlib.sha256(raw).digest()
+        entry = self._cache.get(digest)
+        if entry is not None:
+            hit = self._from_cache(entry, digest, allowed_sources)
+            if hit is not None:
+                if self._hit is not None:
+                    self._hit.inc()
+                return hit
+        if self._miss is not None:
+            self._miss.inc()
+        return await self._verify(token, digest, allowed_sources)
+
+    def _from_cache(self, e: _Entry, digest: bytes,
+                    allowed: tuple[str, ...] | None) -> VerifiedToken | None:
+        if allowed is not None and e.source.id not in allowed:
+            return None                          # let the full path decide for this route
+        if self._keys.lookup(e.source.id, e.kid) is not e.jwk:
+            del self._cache[digest]              # key rotated out, replaced or stale
+            return None
+        now = self._clock()
+        skew = e.source.clock_skew_seconds
+        if now > e.exp + skew or (e.nbf is not None and e.nbf > now + skew):
+            del self._cache[digest]
+            return None                          # the full path raises the precise code
+        self._cache.move_to_end(digest)
+        return e.token
+
+    async def _verify(self, token: str, digest: bytes,
+                      allowed: tuple[str, ...] | None) -> VerifiedToken:
+        jws = split_compact(token)
+        alg, kid = check_header(jws.header, self._algs)
+        claims = parse_json_object(jws.payload)
+        iss = claims.get("iss")
+        if iss is None:
+            raise InvalidToken("token has no issuer", code="missing_claim")
+        if not isinstance(iss, str):
+            raise InvalidToken("claim iss must be a string", code="bad_claim_type")
+        candidates = [s for s in self._by_issuer.get(iss, ())
+                      if allowed is None or s.id in allowed]
+        if not candidates:
+            raise InvalidToken("token issuer is not accepted here", code="bad_issuer")
+        first: GatewayError | None = None
+        for source in candidates:           # normally one; several sources may share an issuer
+            try:
+                return await self._verify_for(source, token, digest, jws, alg, kid, claims)
+            except GatewayError as exc:
+                first = first or exc
+        assert first is not None
+        raise first
+
+    async def _verify_for(self, source: IdentitySource, token: str, digest: bytes, jws: Any,
+                          alg: str, kid: str, claims: dict[str, Any]) -> VerifiedToken:
+        if alg not in source.algorithms:
+            raise InvalidToken("token algorithm is not allowed", code="alg_not_allowed")
+        check_typ(jws.header, source.token_types)
+        jwk = self._keys.lookup(source.id, kid)
+        if jwk is None:
+            jwk = await self._keys.get_jwk(source.id, kid, alg)   # refetch / precise error
+        else:
+            check_key_alg(jwk, alg)
+        verify_signature(alg, jwk.key, jws.signing_input, jws.signature)
+        check_claims(claims, source, self._clock())
+        issuer = claims["iss"]
+        verified = VerifiedToken(raw=token, source_id=source.id, issuer=issuer,
+                                 header=MappingProxyType(jws.header),
+                                 claims=MappingProxyType(claims), token_hash=digest)
+        if self._cache_size:
+            self._cache[digest] = _Entry(verified, source, kid, jwk, float(claims["exp"]),
+                                         claims.get("nbf"))
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return verified
+
+    def verify_claims_only(self, claims: dict[str, Any], source_id: str) -> None:
+        """Run only the claims policy of one source (no signature): for tooling and tests."""
+        source = next(s for s in self._sources if s.id == source_id)
+        check_claims(claims, source, self._clock())

@@ -1,0 +1,334 @@
+"""The JWS layer: strict compact parsing, header policy, JWK key policy and signatures.
+
+Nothing here reads claims: payloads are bytes (the claims live in ``cognito.py``). Signatures
+are checked with ``cryptography`` directly over the exact received ``header.payload`` bytes.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from ..errors import InvalidToken
+
+__all__ = ["UnverifiedToken", "Jwk", "KeyRejected", "b64url_decode", "parse_json_object",
+           "split_compact", "check_header", "check_typ", "parse_jwk", "parse_jwks",
+           "check_key_alg", "verify_signature"]
+
+EMBEDDED_KEY_HEADERS = ("jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256")
+_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_TO_STD = bytes.maketrans(b"-_", b"+/")
+# the last character of a segment whose length is 2 (resp. 3) mod 4 carries 4 (resp. 2)
+# unused bits that must be zero for the encoding to be canonical
+_LAST_OK = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
+_HASH = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}
+_PKCS1 = padding.PKCS1v15()
+_PSS = {k: padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size) for k, h in _HASH.items()}
+_EC_CURVE = {"ES256": ("P-256", 32), "ES384": ("P-384", 48), "ES512": ("P-521", 66)}
+_CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
+    "P-256": (ec.SECP256R1(), 32), "P-384": (ec.SECP384R1(), 48), "P-521": (ec.SECP521R1(), 66)}
+SUPPORTED_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                            "ES256", "ES384", "ES512", "EdDSA"})
+MIN_RSA_BITS = 2048
+
+
+def _bad(code: str, description: str) -> InvalidToken:
+    return InvalidToken(description, code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class UnverifiedToken:
+    """A structurally valid compact JWS. Nothing in it is trusted yet."""
+
+    header: dict[str, Any]
+    payload: bytes
+    signing_input: bytes          # the exact received ``header.payload`` bytes
+    signature: bytes
+
+
+# --------------------------------------------------------------------------- structure
+
+def b64url_decode(segment: str | bytes) -> bytes:
+    """Strict canonical base64url: alphabet only, no padding, zero unused bits."""
+    raw = segment.encode("ascii", "replace") if isinstance(segment, str) else segment
+    n = len(raw) % 4
+    if n == 1 or not _B64URL.issuperset(raw) or (n and raw[-1] not in _LAST_OK[n]):
+        raise _bad("bad_encoding", "token is not canonical base64url")
+    try:
+        return binascii.a2b_base64(raw.translate(_TO_STD) + b"=" * (-len(raw) % 4),
+                                   strict_mode=True)
+    except binascii.Error:  # pragma: no cover - excluded by the checks above
+        raise _bad("bad_encoding", "token is not canonical base64url") from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _DuplicateKey
+    return d
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def parse_json_object(data: bytes) -> dict[str, Any]:
+    """UTF-8 (no BOM) JSON object, duplicate keys and NaN/Infinity refused."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad("bad_json", "token JSON is not UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise _bad("bad_json", "token JSON starts with a byte order mark")
+    try:
+        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant)
+    except _DuplicateKey:
+        raise _bad("duplicate_key", "token JSON has a duplicate key") from None
+    except (ValueError, RecursionError):
+        raise _bad("bad_json", "token JSON is malformed") from None
+    if not isinstance(value, dict):
+        raise _bad("bad_json", "token JSON is not an object")
+    if ("\\ud" in text or "\\uD" in text) and _has_lone_surrogate(value):
+        raise _bad("bad_json", "token JSON has an unpaired surrogate")
+    return value
+
+
+def split_compact(token: str) -> UnverifiedToken:
+    """Compact JWS only: three segments, strict base64url, a JSON object header."""
+    parts = token.split(".")
+    if len(parts) == 5:
+        raise _bad("unsupported_token_type", "encrypted tokens (JWE) are not accepted")
+    if len(parts) != 3 or not parts[0]:
+        raise _bad("malformed_token", "token is not a compact JWS (header.payload.signature)")
+    header = parse_json_object(b64url_decode(parts[0]))
+    payload = b64url_decode(parts[1])
+    signature = b64url_decode(parts[2])
+    signing_input = token[: len(parts[0]) + 1 + len(parts[1])].encode("ascii")
+    return UnverifiedToken(header, payload, signing_input, signature)
+
+
+# --------------------------------------------------------------------------- header policy
+
+def check_header(header: Mapping[str, Any], algorithms: frozenset[str] | set[str]) -> tuple[str, str]:
+    """Return (alg, kid); refuse none/HMAC/unlisted algs, embedded keys, crit, a missing kid."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms or alg not in SUPPORTED_ALGS:
+        raise _bad("alg_not_allowed", "token algorithm is not allowed")
+    for name in EMBEDDED_KEY_HEADERS:
+        if name in header:
+            raise _bad("embedded_key", "keys embedded in or referenced by the token are refused")
+    if "crit" in header:
+        raise _bad("crit_header", "critical header extensions are not supported")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise _bad("missing_kid", "token header has no key id")
+    return alg, kid
+
+
+def _media(t: str) -> str:
+    t = t.lower()
+    return t[12:] if t.startswith("application/") else t
+
+
+def check_typ(header: Mapping[str, Any], token_types: tuple[str, ...] | None) -> None:
+    """``typ`` allowlist (RFC 9068 ``at+jwt``); ``application/`` prefix optional."""
+    if token_types is None:
+        return
+    typ = header.get("typ")
+    if not isinstance(typ, str) or _media(typ) not in {_media(t) for t in token_types}:
+        raise _bad("bad_typ", "token type is not accepted here")
+
+
+# --------------------------------------------------------------------------- keys
+
+class KeyRejected(ValueError):
+    """A JWK that poolgate will not verify with (malformed, weak, not for signing)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Jwk:
+    kid: str
+    kty: str
+    alg: str | None
+    key: Any                      # a cryptography public key
+    crv: str | None = None
+
+
+def _b64_field(obj: Mapping[str, Any], name: str) -> bytes:
+    v = obj.get(name)
+    if not isinstance(v, str) or not v:
+        raise KeyRejected(f"missing or non-string {name!r}")
+    try:
+        return b64url_decode(v)
+    except InvalidToken:
+        raise KeyRejected(f"{name!r} is not canonical base64url") from None
+
+
+_ROCA_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79,
+                83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167)
+_ROCA_GROUPS = {p: frozenset(pow(65537, k, p) for k in range(p)) for p in _ROCA_PRIMES}
+
+
+def _roca_fingerprint(n: int) -> bool:
+    """CVE-2017-15361 (Infineon) moduli: n mod p lies in <65537> for every small prime p."""
+    return all(n % p in g for p, g in _ROCA_GROUPS.items())
+
+
+def _alg_fits(alg: str, kty: str, crv: str | None) -> bool:
+    if alg[:2] in ("RS", "PS"):
+        return kty == "RSA"
+    if alg in _EC_CURVE:
+        return kty == "EC" and crv == _EC_CURVE[alg][0]
+    return alg == "EdDSA" and kty == "OKP"
+
+
+def parse_jwk(obj: Any) -> Jwk:
+    """One JWK -> ``Jwk``, or ``KeyRejected`` with the reason (logged by the caller)."""
+    if not isinstance(obj, dict):
+        raise KeyRejected("not a JSON object")
+    kid, kty, alg = obj.get("kid"), obj.get("kty"), obj.get("alg")
+    if not isinstance(kid, str) or not kid:
+        raise KeyRejected("no kid")
+    if obj.get("use", "sig") != "sig":
+        raise KeyRejected("use is not 'sig'")
+    ops = obj.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+        raise KeyRejected("key_ops does not include 'verify'")
+    if alg is not None and (not isinstance(alg, str) or alg not in SUPPORTED_ALGS):
+        raise KeyRejected(f"unsupported alg {alg!r}")
+    if any(p in obj for p in ("d", "p", "q", "dp", "dq", "qi", "k")):
+        raise KeyRejected("private or symmetric key material in a public key set")
+    crv = obj.get("crv")
+    try:
+        if kty == "RSA":
+            n = int.from_bytes(_b64_field(obj, "n"), "big")
+            e = int.from_bytes(_b64_field(obj, "e"), "big")
+            if n.bit_length() < MIN_RSA_BITS:
+                raise KeyRejected(f"RSA key of {n.bit_length()} bits (< {MIN_RSA_BITS})")
+            if e < 3 or e % 2 == 0 or n % 2 == 0:
+                raise KeyRejected("invalid RSA public exponent or modulus")
+            if _roca_fingerprint(n):
+                raise KeyRejected("RSA modulus has the ROCA (CVE-2017-15361) fingerprint")
+            key: Any = rsa.RSAPublicNumbers(e, n).public_key()
+        elif kty == "EC":
+            if crv not in _CURVES:
+                raise KeyRejected(f"unsupported curve {crv!r}")
+            curve, size = _CURVES[crv]
+            x, y = _b64_field(obj, "x"), _b64_field(obj, "y")
+            if len(x) != size or len(y) != size:
+                raise KeyRejected("EC coordinates have the wrong length")
+            key = ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"),
+                                                curve).public_key()
+        elif kty == "OKP":
+            x = _b64_field(obj, "x")
+            if crv == "Ed25519" and len(x) == 32:
+                key = ed25519.Ed25519PublicKey.from_public_bytes(x)
+            elif crv == "Ed448" and len(x) == 57:
+                key = ed448.Ed448PublicKey.from_public_bytes(x)
+            else:
+                raise KeyRejected(f"unsupported OKP key (crv {crv!r})")
+        else:
+            raise KeyRejected(f"unsupported key type {kty!r}")
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, KeyRejected):
+            raise
+        raise KeyRejected(f"invalid key: {exc}") from None
+    if alg is not None and not _alg_fits(alg, kty, crv):
+        raise KeyRejected(f"alg {alg!r} does not fit a {kty} key")
+    return Jwk(kid=kid, kty=kty, alg=alg, key=key, crv=crv if isinstance(crv, str) else None)
+
+
+def parse_jwks(doc: Any) -> tuple[dict[str, Jwk], list[tuple[str | None, str]]]:
+    """``{"keys": [...]}`` -> (usable keys by kid, [(kid, reason) skipped]).
+
+    A malformed or weak key is skipped, never fatal for the others; a kid published twice is
+    ambiguous, so every key under it is skipped. Raises ``ValueError`` if ``doc`` is not a JWKS.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise ValueError('not a JWK Set (expected {"keys": [...]})')
+    keys: dict[str, Jwk] = {}
+    skipped: list[tuple[str | None, str]] = []
+    seen: dict[str, int] = {}
+    for obj in doc["keys"]:
+        kid = obj.get("kid") if isinstance(obj, dict) else None
+        if isinstance(kid, str):
+            seen[kid] = seen.get(kid, 0) + 1
+        try:
+            jwk = parse_jwk(obj)
+        except KeyRejected as exc:
+            skipped.append((kid if isinstance(kid, str) else None, str(exc)))
+            continue
+        keys[jwk.kid] = jwk
+    for kid, count in seen.items():
+        if count > 1:
+            keys.pop(kid, None)
+            skipped.append((kid, "kid published more than once"))
+    return keys, skipped
+
+
+def check_key_alg(jwk: Jwk, alg: str) -> None:
+    """The token's alg must fit the key type/curve and equal the JWK's ``alg`` if it has one."""
+    if (jwk.alg is not None and jwk.alg != alg) or not _alg_fits(alg, jwk.kty, jwk.crv):
+        raise _bad("key_alg_mismatch", "token algorithm does not match the key")
+
+
+# --------------------------------------------------------------------------- signatures
+
+def verify_signature(alg: str, key: Any, signing_input: bytes, signature: bytes) -> None:
+    """Raise ``InvalidToken(code="bad_signature")`` unless the signature verifies."""
+    try:
+        fam, bits = alg[:2], alg[2:]
+        if fam == "RS" and isinstance(key, rsa.RSAPublicKey):
+            if len(signature) != (key.key_size + 7) // 8:
+                raise InvalidSignature
+            key.verify(signature, signing_input, _PKCS1, _HASH[bits])
+        elif fam == "PS" and isinstance(key, rsa.RSAPublicKey):
+            if len(signature) != (key.key_size + 7) // 8:
+                raise InvalidSignature
+            key.verify(signature, signing_input, _PSS[bits], _HASH[bits])
+        elif fam == "ES" and isinstance(key, ec.EllipticCurvePublicKey):
+            crv, size = _EC_CURVE[alg]
+            if _CURVES[crv][0].name != key.curve.name or len(signature) != 2 * size:
+                raise InvalidSignature
+            r = int.from_bytes(signature[:size], "big")
+            s = int.from_bytes(signature[size:], "big")
+            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(_HASH[bits]))
+        elif alg == "EdDSA" and isinstance(key, (ed25519.Ed25519PublicKey,
+                                                   ed448.Ed448PublicKey)):
+            key.verify(signature, signing_input)
+        else:
+            raise InvalidSignature
+    except (InvalidSignature, ValueError, KeyError):
+        raise _bad("bad_signature", "token signature is invalid") from None
+
+
+def finite_number(v: Any) -> bool:
+    """A JSON number that is not a bool, NaN or infinite."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and (isinstance(v, int) or math.isfinite(v)))
