@@ -499,7 +499,7 @@ def _any_or_list(n: _Node, key: str) -> tuple[str, ...] | None:
         return None
     if isinstance(value, str):
         raise ConfigError(n.sub(key), "expected a list of strings, or the explicit opt-out `any`")
-    return n.strs(key, [])
+    return tuple(n.strs(key, ()))
 
 
 def _identity_source(n: _Node) -> IdentitySource:
