@@ -1,0 +1,277 @@
+"""Step 4b, authorize: a role's statements, variables, conditions and guardrails -> Decision. Pure.
+
+Everything is compiled once from the config; per request only regexes run. A resource with
+policy variables keeps a regex *template*: values are substituted escaped (literally), and the
+compiled result is cached per substituted source (bounded LRU).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import itertools
+import re
+from typing import Any, Callable, Mapping
+
+from .conditions import Condition, Context, compile_conditions, conditions_hold
+from .config import Config, Route, Statement
+from .errors import ConfigError
+from .patterns import VARIABLE_RE, PatternError, pattern_regex
+from .principal import Decision, RequestFacts
+
+__all__ = ["PolicyEngine", "scopes_satisfied"]
+
+_PH = "\ue000{}\ue001"                        # placeholder for a variable while compiling
+_PH_RE = re.compile("\ue000(\\d+)\ue001")
+_MAX_EXPANSIONS = 64
+_UNSAFE_IN_PERMS = re.compile(r"[*{}?\[\]]")    # would read as a wildcard downstream
+
+
+def _glob(patterns: tuple[str, ...], flags: int = 0) -> re.Pattern[str]:
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns), flags)
+
+
+def _segment_safe(v: str) -> bool:
+    return bool(v) and "/" not in v and v not in (".", "..")
+
+
+def scopes_satisfied(route: Route, scopes: tuple[str, ...], token_use: str | None) -> bool:
+    """Route ``required_scopes`` (any-of); never satisfied by an id token."""
+    if not route.required_scopes:
+        return True
+    if token_use == "id":
+        return False
+    return any(s in route.required_scopes for s in scopes)
+
+
+class _Resource:
+    """One ``<upstream glob>:<path pattern>``; a static regex or a template with variables."""
+
+    __slots__ = ("raw", "upstream", "path", "static", "parts", "vars")
+
+    def __init__(self, raw: str, where: str) -> None:
+        self.raw = raw
+        self.upstream, _, self.path = raw.partition(":")
+        self.vars: tuple[tuple[str, str | None], ...] = ()
+        self.parts: tuple[str, ...] = ()
+        self.static: re.Pattern[str] | None = None
+        if "${" in self.upstream:
+            raise ConfigError(where, "policy variables are not allowed in the upstream part")
+        if self.path == "*":                    # "orders:*": every path of the upstream
+            self.static = re.compile(r"/.*", re.S)
+            return
+        found = list(VARIABLE_RE.finditer(self.path))
+        counter = itertools.count()
+        masked = VARIABLE_RE.sub(lambda m: _PH.format(next(counter)), self.path)
+        try:
+            src, _ = pattern_regex(masked)
+        except PatternError as e:
+            raise ConfigError(where, str(e))
+        src = src[1:-1]                          # drop ^ $: we fullmatch
+        if not found:
+            self.static = re.compile(src)
+            return
+        self.vars = tuple((m.group(1), m.group(2)) for m in found)
+        pieces = _PH_RE.split(src)               # lit, idx, lit, idx, ..., lit
+        self.parts = tuple(pieces)
+
+    def expansions(self, ctx: Context) -> list[tuple[str, ...] | None]:
+        """Value tuples for the variables (one per list-claim combination); None = unresolved."""
+        values = []
+        for kind, name in self.vars:
+            v = ctx.variable(kind, name)
+            if v is None:
+                return [None]
+            values.append(v)
+        total = 1
+        for v in values:
+            total *= len(v)
+        if total > _MAX_EXPANSIONS:
+            return [None]
+        return [combo if all(_segment_safe(x) for x in combo) else None
+                for combo in itertools.product(*values)]
+
+    def regex_source(self, combo: tuple[str, ...]) -> str:
+        out = []
+        for i, piece in enumerate(self.parts):
+            out.append(piece if i % 2 == 0 else re.escape(combo[int(piece)]))
+        return "".join(out)
+
+    def text(self, combo: tuple[str, ...]) -> str:
+        it = iter(combo)
+        return self.upstream + ":" + VARIABLE_RE.sub(lambda m: next(it), self.path)
+
+
+class _Compiled:
+    __slots__ = ("st", "label", "deny", "actions", "resources", "conditions")
+
+    def __init__(self, st: Statement) -> None:
+        self.st, self.label, self.deny = st, st.label, st.effect == "deny"
+        self.actions = _glob(st.actions, re.IGNORECASE)
+        self.resources = tuple(_Resource(r, f"{st.path}.resource[{j}]")
+                               for j, r in enumerate(st.resources))
+        self.conditions: tuple[Condition, ...] = compile_conditions(st)
+
+    def for_upstream(self, upstream: str) -> tuple[_Resource, ...]:
+        return tuple(r for r in self.resources if fnmatch.fnmatchcase(upstream, r.upstream))
+
+
+class _Bound:
+    """A statement restricted to the resources that name one upstream."""
+
+    __slots__ = ("c", "resources", "label", "deny")
+
+    def __init__(self, c: _Compiled, resources: tuple[_Resource, ...]) -> None:
+        self.c, self.resources, self.label, self.deny = c, resources, c.label, c.deny
+
+    def matches(self, ctx: Context, actions: tuple[str, ...], path: str,
+                compile_: Callable[[str], re.Pattern[str]]) -> bool:
+        rx = self.c.actions
+        if not any(rx.match(a) for a in actions):
+            return False
+        if not self._resource_matches(ctx, path, compile_):
+            return False
+        return not self.c.conditions or conditions_hold(self.c.conditions, ctx, self.deny)
+
+    def _resource_matches(self, ctx: Context, path: str,
+                          compile_: Callable[[str], re.Pattern[str]]) -> bool:
+        for r in self.resources:
+            if r.static is not None:
+                if r.static.fullmatch(path):
+                    return True
+                continue
+            for combo in r.expansions(ctx):
+                if combo is None:
+                    if self.deny:                # fail closed
+                        return True
+                    continue
+                if compile_(r.regex_source(combo)).fullmatch(path):
+                    return True
+        return False
+
+
+class _Plan:
+    """Per (role, upstream): the statements that can matter, split by kind."""
+
+    __slots__ = ("own", "denies", "allows", "guard_allows", "perms")
+
+    def __init__(self, own: tuple[_Bound, ...], denies: tuple[_Bound, ...],
+                 guard_allows: tuple[tuple[str, tuple[_Bound, ...]], ...]) -> None:
+        self.own, self.denies, self.guard_allows = own, denies, guard_allows
+        self.allows = tuple(b for b in own if not b.deny)
+        self.perms: tuple[dict[str, Any], ...] | None = None
+
+
+class PolicyEngine:
+    """Evaluates a role's statements and the applicable guardrails for one request."""
+
+    def __init__(self, config: Config, *, cache_size: int = 4096) -> None:
+        self._roles = {name: tuple(_Compiled(s) for s in role.statements)
+                       for name, role in config.roles.items()}
+        self._guardrails = tuple((g.name, _glob(g.roles), tuple(_Compiled(s) for s in g.statements))
+                                 for g in config.guardrails)
+        self._plans: dict[tuple[str, str], _Plan] = {}
+        self._compile = functools.lru_cache(maxsize=cache_size)(re.compile)
+
+    # ------------------------------------------------------------------ building plans
+
+    def _plan(self, role: str, upstream: str) -> _Plan:
+        plan = self._plans.get((role, upstream))
+        if plan is None:
+            plan = self._plans[(role, upstream)] = self._build_plan(role, upstream)
+        return plan
+
+    def _build_plan(self, role: str, upstream: str) -> _Plan:
+        def bind(cs: tuple[_Compiled, ...]) -> list[_Bound]:
+            return [_Bound(c, rs) for c in cs if (rs := c.for_upstream(upstream))]
+        own = bind(self._roles.get(role, ()))
+        denies = [b for b in own if b.deny]
+        guard_allows = []
+        for name, applies, stmts in self._guardrails:
+            if not applies.match(role):
+                continue
+            bound = bind(stmts)
+            denies += [b for b in bound if b.deny]
+            if any(not c.deny for c in stmts):
+                guard_allows.append((name, tuple(b for b in bound if not b.deny)))
+        plan = _Plan(tuple(own), tuple(denies), tuple(guard_allows))
+        if all(not r.vars for b in own for r in b.resources):
+            plan.perms = self._perms(plan.own, None)
+        return plan
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, *, role: str | None, route: Route, upstream: str, facts: RequestFacts,
+                 claims: Mapping[str, Any], tags: Mapping[str, str],
+                 path_params: Mapping[str, str], scopes: tuple[str, ...],
+                 token_use: str | None, decision_id: str) -> Decision:
+        """The decision for one request; pure, never raises for a request."""
+        method = facts.method
+        if route.required_scopes and not scopes_satisfied(route, scopes, token_use):
+            return Decision(decision_id, False, role, "missing_scope",
+                            detail=f"route {route.id} requires one of the scopes "
+                                   f"{', '.join(route.required_scopes)} in an access token")
+        if role is None:
+            return Decision(decision_id, False, None, "no_role",
+                            detail="no role was mapped for this caller")
+        plan = self._plan(role, upstream)
+        actions = ("http:" + method.lower(),) if route.action is None else (
+            "http:" + method.lower(), route.action.lower())
+        ctx = Context(role, claims, tags, path_params, facts)
+        path, comp = facts.path, self._compile
+        denies = tuple(b.label for b in plan.denies if b.matches(ctx, actions, path, comp))
+        if denies:
+            return Decision(decision_id, False, role, "explicit_deny", statements=denies,
+                            detail=f"{', '.join(denies)} denies {method} {path} on {upstream}")
+        allows = tuple(b.label for b in plan.allows if b.matches(ctx, actions, path, comp))
+        if not allows:
+            return Decision(decision_id, False, role, "no_allow",
+                            detail=f"no statement of role {role} allows {method} {path} "
+                                   f"on {upstream}")
+        for name, stmts in plan.guard_allows:
+            g = tuple(b.label for b in stmts if b.matches(ctx, actions, path, comp))
+            if not g:
+                return Decision(decision_id, False, role, "no_allow", statements=allows,
+                                detail=f"guardrail {name} does not allow {method} {path} "
+                                       f"on {upstream}")
+            allows += g
+        perms = plan.perms if plan.perms is not None else self._perms(plan.own, ctx)
+        return Decision(decision_id, True, role, "allowed", statements=allows,
+                        detail=f"{', '.join(allows)} allows {method} {path} on {upstream}",
+                        permissions=perms)
+
+    # ------------------------------------------------------------------ permissions
+
+    def permissions(self, role: str, upstream: str, claims: Mapping[str, Any],
+                    tags: Mapping[str, str], path_params: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
+        """The role's statements naming ``upstream``, variables substituted (credential ``perms``).
+
+        Treat the returned dicts as read-only: static roles share them between requests.
+        """
+        plan = self._plan(role, upstream)
+        if plan.perms is not None:
+            return plan.perms
+        ctx = Context(role, claims, tags, path_params,
+                      RequestFacts(method="GET", path="/", source_ip="", secure=False, now=0.0))
+        return self._perms(plan.own, ctx)
+
+    @staticmethod
+    def _perms(bound: tuple[_Bound, ...], ctx: Context | None) -> tuple[dict[str, Any], ...]:
+        out = []
+        for b in bound:
+            res: list[str] = []
+            for r in b.resources:
+                if not r.vars:
+                    res.append(r.raw)
+                    continue
+                assert ctx is not None
+                for combo in r.expansions(ctx):
+                    if combo is not None and not any(_UNSAFE_IN_PERMS.search(v) for v in combo):
+                        res.append(r.text(combo))
+                    elif b.deny:                 # shown as broad as it is enforced
+                        res.append(r.upstream + ":/**")
+            if res:
+                st = b.c.st
+                out.append({"sid": b.label, "effect": st.effect, "action": list(st.actions),
+                            "resource": list(dict.fromkeys(res))})
+        return tuple(out)
