@@ -1,0 +1,351 @@
+"""Step 5 (I/O): stream one authorised request to its upstream and the answer back.
+
+The only forwarding I/O in poolgate. Bodies stream both ways without buffering; nothing is
+added to the request (no User-Agent, no Accept-Encoding) and nothing is decoded from the
+response; there is no cookie jar. Two transports satisfy one protocol: aiohttp (the hot path)
+and httpx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, TypeVar
+
+import aiohttp
+import httpx
+from yarl import URL
+
+from ..config import Upstream
+from ..errors import BadGateway, GatewayError, GatewayTimeout
+from ..metrics import Metrics
+from .headers import canonical, response_headers
+
+__all__ = ["UpstreamResponse", "Transport", "AiohttpTransport", "HttpxTransport",
+           "ClientDisconnected", "forward"]
+
+Headers = list[tuple[bytes, bytes]]
+R = TypeVar("R")
+CLIENT_CLOSED = 499                      # nginx's status for "client went away", logs only
+_X_REQUEST_ID = frozenset({b"x-request-id"})
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its request body was being read."""
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: Headers
+
+    def aiter_body(self) -> AsyncIterator[bytes]: ...   # raises BadGateway / GatewayTimeout
+    async def aclose(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def send(self, method: str, url: str, headers: Headers,
+                   body: AsyncIterator[bytes] | None, *, timeout: float,
+                   idle_timeout: float) -> UpstreamResponse: ...
+    async def aclose(self) -> None: ...
+
+
+class _Pacer:
+    """The response-headers deadline, pushed back while the request body is still moving.
+
+    ``timeout`` bounds connect + time to response headers; a slow but progressing upload is
+    not the upstream's fault, so each body chunk restarts the clock (as Envoy starts its route
+    timeout once the request is complete). A stalled upload still times out.
+    """
+
+    def __init__(self, deadline: asyncio.Timeout, timeout: float) -> None:
+        self.deadline, self.timeout, self.live = deadline, timeout, True
+        self.loop = asyncio.get_running_loop()
+
+    def progress(self) -> None:
+        if self.live:
+            self.deadline.reschedule(self.loop.time() + self.timeout)
+
+    async def paced(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in body:
+            self.progress()
+            yield chunk
+        self.progress()
+
+
+async def _until_headers(timeout: float, body: AsyncIterator[bytes] | None,
+                         start: Callable[[AsyncIterator[bytes] | None], Awaitable[R]]) -> R:
+    async with asyncio.timeout(timeout) as deadline:
+        pacer = _Pacer(deadline, timeout)
+        try:
+            return await start(pacer.paced(body) if body is not None else None)
+        finally:
+            pacer.live = False
+
+
+def _timeout_error() -> GatewayTimeout:
+    return GatewayTimeout("no response headers from the upstream in time", code="upstream_timeout")
+
+
+# --------------------------------------------------------------------------- aiohttp
+
+class _AiohttpResponse:
+    def __init__(self, resp: aiohttp.ClientResponse, idle_timeout: float) -> None:
+        self._resp, self._idle = resp, idle_timeout
+        self.status = resp.status
+        self.headers: Headers = list(resp.raw_headers)
+        self._eof = False
+
+    async def aiter_body(self) -> AsyncIterator[bytes]:
+        read = self._resp.content.readany
+        while True:
+            try:
+                async with asyncio.timeout(self._idle):
+                    chunk = await read()
+            except TimeoutError:
+                raise GatewayTimeout("upstream body idle", code="upstream_idle_timeout") from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise BadGateway(f"upstream body: {type(exc).__name__}",
+                                 code="upstream_reset") from None
+            if not chunk:
+                self._eof = True
+                return
+            yield chunk
+
+    async def aclose(self) -> None:
+        # release() keeps a fully read connection for reuse; close() drops a half-read one.
+        if self._eof:
+            self._resp.release()
+        else:
+            self._resp.close()
+
+
+class AiohttpTransport:
+    """aiohttp with a pooled connector: the default transport."""
+
+    _SKIP = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
+
+    def __init__(self, *, limit: int = 1024, limit_per_host: int = 0) -> None:
+        self._limit, self._limit_per_host = limit, limit_per_host
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Created lazily: a ClientSession belongs to the running loop.
+        connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit_per_host,
+                                         ttl_dns_cache=10)
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                     auto_decompress=False, skip_auto_headers=self._SKIP,
+                                     trust_env=False, timeout=aiohttp.ClientTimeout(total=None),
+                                     max_field_size=16384)
+
+    async def send(self, method: str, url: str, headers: Headers,
+                   body: AsyncIterator[bytes] | None, *, timeout: float,
+                   idle_timeout: float) -> UpstreamResponse:
+        session = self._session
+        if session is None:
+            session = self._session = self._open()
+        out = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
+        target = URL(url, encoded=True)            # the normalised path goes out byte for byte
+
+        async def start(data: AsyncIterator[bytes] | None) -> aiohttp.ClientResponse:
+            return await session.request(method, target, headers=out, data=data,
+                                         allow_redirects=False, skip_auto_headers=self._SKIP)
+
+        try:
+            resp = await _until_headers(timeout, body, start)
+        except TimeoutError:
+            raise _timeout_error() from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise BadGateway(f"upstream: {type(exc).__name__}",
+                             code="upstream_unreachable") from None
+        return _AiohttpResponse(resp, idle_timeout)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+# --------------------------------------------------------------------------- httpx
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+
+class _HttpxResponse:
+    def __init__(self, resp: httpx.Response, idle_timeout: float) -> None:
+        self._resp, self._idle = resp, idle_timeout
+        self.status = resp.status_code
+        self.headers: Headers = list(resp.headers.raw)
+
+    async def aiter_body(self) -> AsyncIterator[bytes]:
+        chunks = self._resp.aiter_raw()
+        while True:
+            try:
+                async with asyncio.timeout(self._idle):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise GatewayTimeout("upstream body idle", code="upstream_idle_timeout") from None
+            except (httpx.TransportError, OSError) as exc:
+                raise BadGateway(f"upstream body: {type(exc).__name__}",
+                                 code="upstream_reset") from None
+            if chunk:
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self._resp.aclose()
+
+
+class HttpxTransport:
+    """httpx.AsyncClient; requests are built directly so no client default header is merged."""
+
+    def __init__(self, *, limit: int = 1024) -> None:
+        self._limit = limit
+        self._client: httpx.AsyncClient | None = None
+
+    def _open(self) -> httpx.AsyncClient:
+        jar = http.cookiejar.CookieJar(policy=_NoCookies())
+        return httpx.AsyncClient(timeout=None, follow_redirects=False, trust_env=False,
+                                 cookies=jar, limits=httpx.Limits(
+                                     max_connections=self._limit,
+                                     max_keepalive_connections=self._limit))
+
+    async def send(self, method: str, url: str, headers: Headers,
+                   body: AsyncIterator[bytes] | None, *, timeout: float,
+                   idle_timeout: float) -> UpstreamResponse:
+        client = self._client
+        if client is None:
+            client = self._client = self._open()
+
+        async def start(data: AsyncIterator[bytes] | None) -> httpx.Response:
+            request = httpx.Request(method, url, headers=headers, content=data)
+            return await client.send(request, stream=True)
+
+        try:
+            resp = await _until_headers(timeout, body, start)
+        except (TimeoutError, httpx.TimeoutException):
+            raise _timeout_error() from None
+        except (httpx.TransportError, OSError) as exc:
+            raise BadGateway(f"upstream: {type(exc).__name__}",
+                             code="upstream_unreachable") from None
+        return _HttpxResponse(resp, idle_timeout)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+# --------------------------------------------------------------------------- ASGI side
+
+class _Downstream:
+    """The client side of one exchange: reads the body once, notices a disconnect."""
+
+    def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]], has_body: bool) -> None:
+        self.receive = receive
+        self.body_done = asyncio.Event()
+        if not has_body:
+            self.body_done.set()
+        self.gone = False
+        self.closing = False             # set before the final send: no more cancelling
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                break
+        self.body_done.set()
+
+    async def watch(self, task: asyncio.Task[Any]) -> None:
+        """After the body, wait for ``http.disconnect`` and stop the exchange early."""
+        await self.body_done.wait()
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                if not self.closing:
+                    self.gone = True
+                    task.cancel()
+                return
+
+
+def _has_body(raw: Headers) -> bool:
+    for name, value in raw:
+        key = canonical(name)
+        if key == b"transfer-encoding" or key == b"content-length" and value.strip() != b"0":
+            return True
+    return False
+
+
+def _url(upstream: Upstream, path: str, query: bytes) -> str:
+    url = upstream.url.rstrip("/") + path
+    return url + "?" + query.decode("latin-1") if query else url
+
+
+async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                  send: Callable[[dict[str, Any]], Awaitable[None]], *, transport: Transport,
+                  upstream: Upstream, path: str, headers: Headers,
+                  metrics: Metrics | None = None) -> int:
+    """Forward one HTTP exchange; returns the status sent (499 if the client went away).
+
+    Before the response starts, upstream failures raise ``BadGateway``/``GatewayTimeout`` for
+    the caller to render. After it started, a failure aborts: the body is left incomplete so
+    the server closes the connection and the client sees a truncated response.
+    ``X-Request-Id`` on the response is the one sent upstream (the upstream's copy is dropped).
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    down = _Downstream(receive, _has_body(scope.get("headers", [])))
+    watcher = asyncio.create_task(down.watch(task))
+    rid = [(n, v) for n, v in headers if canonical(n) == b"x-request-id"][:1]
+    url = _url(upstream, path, scope.get("query_string", b""))
+    loop = asyncio.get_running_loop()
+    response: UpstreamResponse | None = None
+    status = CLIENT_CLOSED
+    try:
+        started = loop.time()
+        try:
+            response = await transport.send(
+                scope["method"], url, headers, down.body() if not down.body_done.is_set() else None,
+                timeout=upstream.timeout_seconds, idle_timeout=upstream.idle_timeout_seconds)
+        except (GatewayError, ClientDisconnected) as exc:
+            if down.gone:
+                return CLIENT_CLOSED
+            if metrics is not None and isinstance(exc, GatewayError):
+                metrics.upstream_errors.labels(upstream.id, exc.code).inc()
+            raise
+        if metrics is not None:
+            metrics.upstream_seconds.labels(upstream.id).observe(loop.time() - started)
+        status = response.status
+        out = response_headers(response.headers, remove=_X_REQUEST_ID if rid else frozenset())
+        await send({"type": "http.response.start", "status": status, "headers": out + rid})
+        try:
+            async for chunk in response.aiter_body():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except GatewayError as exc:
+            down.closing = True
+            if metrics is not None:
+                metrics.upstream_errors.labels(upstream.id, exc.code).inc()
+            return status                # abort: no final message, the server drops the line
+        down.closing = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return status
+    except asyncio.CancelledError:
+        if down.gone and task.uncancel() == 0:
+            return status if response is not None else CLIENT_CLOSED
+        raise
+    finally:
+        down.closing = True
+        watcher.cancel()
+        if response is not None:
+            await response.aclose()
