@@ -78,6 +78,7 @@ class Bench:
     upstream_kind: str = ""
     generator: str = ""
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loadavg_at_start: float = field(default_factory=procs.loadavg)
     running: list[Proc] = field(default_factory=list)
 
     def targets_file(self, n: int) -> Path:
@@ -137,6 +138,28 @@ def probe(port: int, path: str, token: str | None) -> tuple[int, bytes]:
         conn.close()
 
 
+def serial_latency(port: int, token: str, n: int = 30) -> float | None:
+    """Median latency of ``n`` back-to-back requests on one keep-alive connection.
+
+    Catches stalls that throughput under concurrency hides, such as a response written in
+    two segments without TCP_NODELAY (Nagle + the client's delayed ACK: ~40 ms each).
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    times = []
+    try:
+        for i in range(n):
+            t = time.perf_counter()
+            conn.request("GET", "/tenants/t0/orders/0", headers={"Authorization": f"Bearer {token}"})
+            conn.getresponse().read()
+            times.append(time.perf_counter() - t)
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    times.sort()
+    return round(times[len(times) // 2] * 1000, 2)
+
+
 def measure(b: Bench, name: str, port: int, proc: Proc | None, n_tokens: int,
             extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Probe, warm up, then measure: throughput, latency, peak RSS and CPU of ``proc``."""
@@ -147,10 +170,12 @@ def measure(b: Bench, name: str, port: int, proc: Proc | None, n_tokens: int,
     if status != 200:
         result.update(status="failed", note=f"probe answered {status}: {body.decode(errors='replace')}")
         return result
+    result["serial_p50_ms"] = serial_latency(port, b.tokens[0])
     if proc is not None:
         result["idle_rss_mb"] = round(procs.tree_rss(proc.pid) / MB, 1)
     run_load(b, url, targets, b.args.warmup)
     cpu0 = procs.tree_cpu(proc.pid) if proc else 0.0
+    busy0, total0 = procs.cpu_jiffies()
     if proc is not None:
         with RssSampler(proc.pid) as rss:
             r = run_load(b, url, targets, b.args.duration)
@@ -161,6 +186,10 @@ def measure(b: Bench, name: str, port: int, proc: Proc | None, n_tokens: int,
             result["cpu_us_per_req"] = round(cpu / r["requests"] * 1e6, 1)
     else:
         r = run_load(b, url, targets, b.args.duration)
+    busy1, total1 = procs.cpu_jiffies()
+    # share of ALL cores busy during the run (SUT + generator + upstream + anything else)
+    result["machine_busy_pct"] = round(100 * (busy1 - busy0) / max(1, total1 - total0), 1)
+    result["loadavg_after"] = procs.loadavg()
     result.update(r)
     bad = r["non_2xx"] + r["errors"]
     result["status"] = "ok" if r["requests"] and bad <= 0.01 * r["requests"] else "invalid"
@@ -262,6 +291,13 @@ def poolgate_config(b: Bench, *, policy: bool, redis_prefix: str | None = None) 
     return cfg
 
 
+def repo_env() -> dict[str, str]:
+    """The environment for processes that import ``gateway``: the repo first on the path."""
+    extra = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(REPO) + (os.pathsep + extra if extra else "")}
+
+
 def start_poolgate(b: Bench, name: str, cfg: dict[str, Any], workers: int = 1) -> tuple[Proc, int, int]:
     import yaml
     path = b.tmp / f"poolgate-{name}.yaml"
@@ -269,8 +305,7 @@ def start_poolgate(b: Bench, name: str, cfg: dict[str, Any], workers: int = 1) -
     argv = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
     if workers != 1:
         argv += ["--workers", str(workers)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
-    p = b.spawn(f"poolgate-{name}", argv, env=env)
+    p = b.spawn(f"poolgate-{name}", argv, env=repo_env())
     m = p.wait_for(r"poolgate listening proxy=[^\s:]+:(\d+) admin=[^\s:]+:(\d+)", 30)
     port, admin = int(m.group(1)), int(m.group(2))
     deadline = time.monotonic() + 20
@@ -430,8 +465,7 @@ def scenario_micro(b: Bench) -> dict[str, Any]:
     tok_file = b.targets_file(len(b.tokens))
     cmd = [sys.executable, str(HERE / "micro.py"), "--targets", str(tok_file),
            "--jwks-url", b.jwks_url, "--seconds", str(b.args.micro_seconds)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=repo_env(), timeout=600)
     if out.returncode != 0:
         return {"status": "failed", "note": out.stderr[-1500:]}
     return {"status": "ok", **json.loads(out.stdout.strip().splitlines()[-1])}
@@ -516,7 +550,8 @@ def machine(b: Bench) -> dict[str, Any]:
             if b.generator == "wrk" else "python asyncio+aiohttp loop (tests/bench/loadgen.py; "
                                           "competes for CPU: lower bounds)",
             "upstream": b.upstream_kind, "connections": b.args.connections,
-            "duration_s": b.args.duration, "warmup_s": b.args.warmup, "quick": b.args.quick}
+            "duration_s": b.args.duration, "warmup_s": b.args.warmup, "quick": b.args.quick,
+            "loadavg_at_start": b.loadavg_at_start}
 
 
 def targets(res: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -571,11 +606,12 @@ def write_markdown(path: Path, meta: dict[str, Any], res: dict[str, dict[str, An
          "Generated by `tests/bench/run.py` (do not edit by hand; re-run to refresh).", "",
          "## Machine", "", "| | |", "|---|---|"]
     for k in ("date", "nproc", "cpu_model", "python", "platform", "generator", "upstream",
-              "connections", "duration_s", "warmup_s"):
+              "connections", "duration_s", "warmup_s", "loadavg_at_start"):
         L.append(f"| {k} | {meta.get(k)} |")
     L += ["", "## Scenarios", "",
           "| scenario | req/s | p50 ms | p99 ms | idle RSS MB | peak RSS MB | CPU µs/req | "
-          "requests | status |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+          "1-conn p50 ms | machine busy % | requests | status |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name in ALL + ["profile"]:
         r = res.get(name)
         if not r or name in ("micro", "profile"):
@@ -584,7 +620,14 @@ def write_markdown(path: Path, meta: dict[str, Any], res: dict[str, dict[str, An
         L.append(f"| {r.get('label', name)} | {fmt(r.get('rps'))} | {fmt(r.get('p50_ms'), '{:.2f}')}"
                  f" | {fmt(r.get('p99_ms'), '{:.2f}')} | {fmt(r.get('idle_rss_mb'), '{:.1f}')} | "
                  f"{fmt(r.get('peak_rss_mb'), '{:.1f}')} | {fmt(r.get('cpu_us_per_req'), '{:.0f}')}"
+                 f" | {fmt(r.get('serial_p50_ms'), '{:.2f}')} | {fmt(r.get('machine_busy_pct'), '{:.0f}')}"
                  f" | {fmt(r.get('requests'))} | {status.replace('|', '/')} |")
+    L += ["", "req/s counts 2xx answers only; p50/p99 from the generator under "
+          f"{meta.get('connections')} connections; RSS and CPU are of the system under test's "
+          "process tree (for (a): the upstream); *1-conn p50* is the median of 30 back-to-back "
+          "requests on one connection (a ~40 ms value means a Nagle/delayed-ACK stall); "
+          "*machine busy* is the share of all cores in use during the run (SUT + generator + "
+          "upstream + anything else on the machine)."]
     m = res.get("micro")
     if m:
         L += ["", "## Micro-benchmarks (in-process, one core)", "", "| measure | value |",
@@ -612,7 +655,7 @@ def write_markdown(path: Path, meta: dict[str, Any], res: dict[str, dict[str, An
 
 
 def print_summary(res: dict[str, dict[str, Any]], tgts: list[dict[str, Any]]) -> None:
-    print("\nscenario                                              req/s    p50ms    p99ms  peakRSS")
+    print("\nscenario                                              req/s    p50ms    p99ms  peakRSS  1conn-p50")
     for name in ALL:
         r = res.get(name)
         if not r or name == "micro":
@@ -621,7 +664,7 @@ def print_summary(res: dict[str, dict[str, Any]], tgts: list[dict[str, Any]]) ->
             print(f"{r.get('label', name):50s}  {r.get('status')}: {r.get('note', '')[:200]}")
             continue
         print(f"{r['label']:50s} {r['rps']:9,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-              f"{fmt(r.get('peak_rss_mb'), '{:7.1f}')}")
+              f"{fmt(r.get('peak_rss_mb'), '{:7.1f}')} {fmt(r.get('serial_p50_ms'), '{:9.2f}')}")
     m = res.get("micro")
     if m:
         print("\nmicro:", json.dumps(m, indent=1))
@@ -639,7 +682,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, help="seconds per measured run (default 8, quick 2)")
     ap.add_argument("--warmup", type=float, help="seconds of warm-up per scenario (default 2, quick 1)")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--only", help=f"comma list of: {','.join(ALL)}")
+    ap.add_argument("--only", help=f"comma list of: {','.join(ALL)},profile")
     ap.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     ap.add_argument("--python-upstream", action="store_true", help="use upstream.py even if nginx exists")
     ap.add_argument("--profile", action="store_true", help="also profile (d) with py-spy")
@@ -651,7 +694,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.warmup = a.warmup if a.warmup is not None else (1.0 if a.quick else 2.0)
     a.micro_seconds = a.micro_seconds or (0.5 if a.quick else 2.0)
     a.scenarios = ALL if not a.only else [s.strip() for s in a.only.split(",") if s.strip()]
-    unknown = set(a.scenarios) - set(ALL)
+    if a.profile and "profile" not in a.scenarios:
+        a.scenarios = list(a.scenarios) + ["profile"]
+    unknown = set(a.scenarios) - set(ALL) - {"profile"}
     if unknown:
         ap.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL)}")
     if a.connections < 1 or a.connections > 1024:
@@ -674,8 +719,7 @@ def main(argv: list[str] | None = None) -> int:
         b = Bench(args, Path(tmp), key, tokens, jwks.url, generator=gen, results=results)
         try:
             start_upstream(b)
-            plan = list(args.scenarios) + (["profile"] if args.profile else [])
-            for name in plan:
+            for name in args.scenarios:
                 print(f"bench: {LABELS.get(name, name)} ...", flush=True)
                 t1 = time.monotonic()
                 try:
