@@ -8,11 +8,14 @@ bool as ``"true"``/``"false"``; a list claim element by element (nested objects 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
+import operator
 import re
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from .config import Statement, condition_operator_base
 from .errors import ConfigError
@@ -75,7 +78,7 @@ def variable_values(kind: str, name: str | None, *, role: str | None,
 class Context:
     """Everything a statement may read about one request (built once per evaluate)."""
 
-    __slots__ = ("role", "claims", "tags", "path_params", "facts")
+    __slots__ = ("claims", "facts", "path_params", "role", "tags")
 
     def __init__(self, role: str | None, claims: Mapping[str, Any], tags: Mapping[str, str],
                  path_params: Mapping[str, str], facts: RequestFacts) -> None:
@@ -132,7 +135,7 @@ def _date(text: str) -> float | None:
     except ValueError:
         return None
     if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
+        d = d.replace(tzinfo=UTC)
     return d.timestamp()
 
 
@@ -148,23 +151,30 @@ def like_regex(parts: list[tuple[bool, str]]) -> str:
     return "(?s:" + "".join(out) + ")"
 
 
-def _ip_in(k: str, net: Any) -> bool:
+@functools.lru_cache(maxsize=4096)   # pure: the same few client addresses recur
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(k) in net
-    except (ValueError, TypeError):
-        return False
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
-def _cmp(prep: Callable[[str], float | None], test: Callable[[float, float], bool]):
+def _ip_in(k: str, net: Any) -> bool:
+    ip = _parse_ip(k)
+    return ip is not None and ip.version == net.version and ip in net
+
+
+def _cmp(prep: Callable[[str], float | None],
+         test: Callable[[float, float], bool]) -> Callable[[str, Any], bool]:
     def run(k: str, v: Any) -> bool:
         a = prep(k)
         return a is not None and v is not None and test(a, v)
     return run
 
 
-_EQ = lambda a, b: a == b  # noqa: E731
-_ORDER = {"Equals": _EQ, "LessThan": lambda a, b: a < b, "LessThanEquals": lambda a, b: a <= b,
-          "GreaterThan": lambda a, b: a > b, "GreaterThanEquals": lambda a, b: a >= b}
+_ORDER: dict[str, Callable[[float, float], bool]] = {
+    "Equals": operator.eq, "LessThan": operator.lt, "LessThanEquals": operator.le,
+    "GreaterThan": operator.gt, "GreaterThanEquals": operator.ge}
 
 # positive base -> (prepare a condition value, test(key text, prepared value))
 _POSITIVE: dict[str, tuple[Callable[[Any], Any], Callable[[str, Any], bool]]] = {
@@ -179,6 +189,8 @@ _POSITIVE: dict[str, tuple[Callable[[Any], Any], Callable[[str, Any], bool]]] = 
 for _suffix, _test in _ORDER.items():
     _POSITIVE["Numeric" + _suffix] = (_number, _cmp(_number, _test))
     _POSITIVE["Date" + _suffix] = (_date, _cmp(_date, _test))
+_NULL: tuple[Callable[[Any], Any], Callable[[str, Any], bool]] = (
+    lambda v: v, lambda k, v: False)     # Null is judged on presence, not by a predicate
 _NEGATED = {"StringNotEquals": "StringEquals", "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
             "StringNotLike": "StringLike", "NumericNotEquals": "NumericEquals",
             "DateNotEquals": "DateEquals", "NotIpAddress": "IpAddress"}
@@ -187,8 +199,8 @@ _NEGATED = {"StringNotEquals": "StringEquals", "StringNotEqualsIgnoreCase": "Str
 class Condition:
     """One ``operator: {key: values}`` pair. ``test`` answers True, False or None (unresolved)."""
 
-    __slots__ = ("op", "key", "read", "set_op", "if_exists", "negated", "null", "prep",
-                 "pred", "static", "templates", "like")
+    __slots__ = ("if_exists", "key", "like", "negated", "null", "op", "pred", "prep", "read",
+                 "set_op", "static", "templates")
 
     def __init__(self, op: str, key: str, values: tuple[Any, ...], path: str) -> None:
         self.op, self.key = op, key
@@ -198,7 +210,9 @@ class Condition:
         self.null = base == "Null"
         self.negated = base in _NEGATED
         self.like = base in ("StringLike", "StringNotLike")
-        self.prep, self.pred = _POSITIVE.get(_NEGATED.get(base, base), (None, None))  # type: ignore[assignment]
+        self.prep: Callable[[Any], Any]
+        self.pred: Callable[[str, Any], bool]
+        self.prep, self.pred = _POSITIVE.get(_NEGATED.get(base, base), _NULL)
         self.read = _reader(key)
         texts = [v if not isinstance(v, (str, int, float, bool)) else scalar_text(v)
                  for v in values]
@@ -214,7 +228,7 @@ class Condition:
     def _values(self, ctx: Context) -> list[Any] | None:
         if not self.templates:
             return list(self.static)
-        out = list(self.static)
+        out: list[Any] = list(self.static)
         for t in self.templates:
             texts = substitute(t, ctx, literal_for_like=self.like)
             if texts is None:

@@ -13,7 +13,7 @@ import re
 from .config import Config, Statement
 from .patterns import PathPattern, PatternError, policy_variables
 
-__all__ = ["lint", "ALWAYS_PRESENT_CLAIMS"]
+__all__ = ["ALWAYS_PRESENT_CLAIMS", "lint"]
 
 # claims every verified token carries (verification requires them)
 ALWAYS_PRESENT_CLAIMS = frozenset({"sub", "iss", "exp"})
@@ -119,7 +119,7 @@ def _statement(cfg: Config, st: Statement, guest_only: bool, out: list[str]) -> 
         for key, values in keys:
             where = f"{st.path}.condition.{op}.{key}"
             texts += [(where, v) for v in values if isinstance(v, str)]
-            texts.append((where, "${%s}" % key if key.split(":")[0] in _KNOWN_KINDS else ""))
+            texts.append((where, f"${{{key}}}" if key.split(":")[0] in _KNOWN_KINDS else ""))
             if op.startswith("ForAllValues:") and key.split(":")[0] in _KNOWN_KINDS \
                     and key.partition(":")[2] not in ALWAYS_PRESENT_CLAIMS:
                 out.append(f"{where}: ForAllValues is true when {key} is missing or empty; "
@@ -130,7 +130,7 @@ def _statement(cfg: Config, st: Statement, guest_only: bool, out: list[str]) -> 
             if (where, kind, name) in seen:
                 continue
             seen.add((where, kind, name))
-            var = "${%s}" % kind if name is None else "${%s:%s}" % (kind, name)
+            var = f"${{{kind}}}" if name is None else f"${{{kind}:{name}}}"
             if kind not in ("jwt", "tag", "path", "role") or (kind == "role") != (name is None):
                 out.append(f"{where}: unknown policy variable {var}: never resolves")
             elif kind == "path" and not any(name in _route_captures(cfg, g) for g in globs):

@@ -11,7 +11,8 @@ import fnmatch
 import functools
 import itertools
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .conditions import Condition, Context, compile_conditions, conditions_hold
 from .config import Config, Route, Statement
@@ -24,6 +25,7 @@ __all__ = ["PolicyEngine", "scopes_satisfied"]
 _PH = "\ue000{}\ue001"                        # placeholder for a variable while compiling
 _PH_RE = re.compile("\ue000(\\d+)\ue001")
 _MAX_EXPANSIONS = 64
+_PERMS_CACHE = 1024                           # per (role, upstream) plan
 _UNSAFE_IN_PERMS = re.compile(r"[*{}?\[\]]")    # would read as a wildcard downstream
 
 
@@ -47,7 +49,7 @@ def scopes_satisfied(route: Route, scopes: tuple[str, ...], token_use: str | Non
 class _Resource:
     """One ``<upstream glob>:<path pattern>``; a static regex or a template with variables."""
 
-    __slots__ = ("raw", "upstream", "path", "static", "parts", "vars")
+    __slots__ = ("parts", "path", "raw", "static", "upstream", "vars")
 
     def __init__(self, raw: str, where: str) -> None:
         self.raw = raw
@@ -58,7 +60,7 @@ class _Resource:
         if "${" in self.upstream:
             raise ConfigError(where, "policy variables are not allowed in the upstream part")
         if self.path == "*":                    # "orders:*": every path of the upstream
-            self.static = re.compile(r"/.*", re.S)
+            self.static = re.compile(r"/.*", re.DOTALL)
             return
         found = list(VARIABLE_RE.finditer(self.path))
         counter = itertools.count()
@@ -103,7 +105,7 @@ class _Resource:
 
 
 class _Compiled:
-    __slots__ = ("st", "label", "deny", "actions", "resources", "conditions")
+    __slots__ = ("actions", "conditions", "deny", "label", "resources", "st")
 
     def __init__(self, st: Statement) -> None:
         self.st, self.label, self.deny = st, st.label, st.effect == "deny"
@@ -119,7 +121,7 @@ class _Compiled:
 class _Bound:
     """A statement restricted to the resources that name one upstream."""
 
-    __slots__ = ("c", "resources", "label", "deny")
+    __slots__ = ("c", "deny", "label", "resources")
 
     def __init__(self, c: _Compiled, resources: tuple[_Resource, ...]) -> None:
         self.c, self.resources, self.label, self.deny = c, resources, c.label, c.deny
@@ -153,13 +155,25 @@ class _Bound:
 class _Plan:
     """Per (role, upstream): the statements that can matter, split by kind."""
 
-    __slots__ = ("own", "denies", "allows", "guard_allows", "perms")
+    __slots__ = ("allows", "denies", "guard_allows", "own", "perms", "perms_cache", "variables")
 
     def __init__(self, own: tuple[_Bound, ...], denies: tuple[_Bound, ...],
                  guard_allows: tuple[tuple[str, tuple[_Bound, ...]], ...]) -> None:
         self.own, self.denies, self.guard_allows = own, denies, guard_allows
         self.allows = tuple(b for b in own if not b.deny)
-        self.perms: tuple[dict[str, Any], ...] | None = None
+        self.perms: tuple[dict[str, Any], ...] | None = None     # static roles: computed once
+        self.variables = tuple(dict.fromkeys(v for b in own for r in b.resources for v in r.vars))
+        self.perms_cache: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
+
+    def permissions(self, ctx: Context) -> tuple[dict[str, Any], ...]:
+        """Dynamic permissions, cached per the values of the variables they use (bounded)."""
+        key = tuple(ctx.variable(kind, name) for kind, name in self.variables)
+        perms = self.perms_cache.get(key)
+        if perms is None:
+            if len(self.perms_cache) >= _PERMS_CACHE:
+                self.perms_cache.clear()
+            perms = self.perms_cache[key] = PolicyEngine._perms(self.own, ctx)
+        return perms
 
 
 class PolicyEngine:
@@ -206,7 +220,6 @@ class PolicyEngine:
                  path_params: Mapping[str, str], scopes: tuple[str, ...],
                  token_use: str | None, decision_id: str) -> Decision:
         """The decision for one request; pure, never raises for a request."""
-        method = facts.method
         if route.required_scopes and not scopes_satisfied(route, scopes, token_use):
             return Decision(decision_id, False, role, "missing_scope",
                             detail=f"route {route.id} requires one of the scopes "
@@ -214,6 +227,17 @@ class PolicyEngine:
         if role is None:
             return Decision(decision_id, False, None, "no_role",
                             detail="no role was mapped for this caller")
+        try:
+            return self._decide(role, route, upstream, facts, claims, tags, path_params,
+                                decision_id)
+        except Exception as e:  # noqa: BLE001 -- a bug must fail closed, never 5xx or allow
+            return Decision(decision_id, False, role, "policy_error",
+                            detail=f"policy evaluation failed ({type(e).__name__}): denied")
+
+    def _decide(self, role: str, route: Route, upstream: str, facts: RequestFacts,
+                claims: Mapping[str, Any], tags: Mapping[str, str],
+                path_params: Mapping[str, str], decision_id: str) -> Decision:
+        method = facts.method
         plan = self._plan(role, upstream)
         actions = ("http:" + method.lower(),) if route.action is None else (
             "http:" + method.lower(), route.action.lower())
@@ -235,7 +259,7 @@ class PolicyEngine:
                                 detail=f"guardrail {name} does not allow {method} {path} "
                                        f"on {upstream}")
             allows += g
-        perms = plan.perms if plan.perms is not None else self._perms(plan.own, ctx)
+        perms = plan.perms if plan.perms is not None else plan.permissions(ctx)
         return Decision(decision_id, True, role, "allowed", statements=allows,
                         detail=f"{', '.join(allows)} allows {method} {path} on {upstream}",
                         permissions=perms)
@@ -253,7 +277,7 @@ class PolicyEngine:
             return plan.perms
         ctx = Context(role, claims, tags, path_params,
                       RequestFacts(method="GET", path="/", source_ip="", secure=False, now=0.0))
-        return self._perms(plan.own, ctx)
+        return plan.permissions(ctx)
 
     @staticmethod
     def _perms(bound: tuple[_Bound, ...], ctx: Context | None) -> tuple[dict[str, Any], ...]:

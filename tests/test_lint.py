@@ -132,8 +132,8 @@ def test_policy_route_whose_upstream_no_role_mentions() -> None:
                            {"id": "p", "match": {"path": "/p/**"}, "upstream": "billing",
                             "auth": "public"}])
     assert [f for f in out if f.startswith("routes[")] == [
-        "routes[0].upstream: no role's statements mention upstream 'billing': this policy "
-        "route denies everyone"]
+        ("routes[0].upstream: no role's statements mention upstream 'billing': this policy "
+         "route denies everyone")]
 
 
 def test_required_scopes_with_id_token_only_source() -> None:

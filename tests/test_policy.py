@@ -265,3 +265,16 @@ def test_static_permissions_are_computed_once() -> None:
     e = engine({"r": [allow("http:GET", "orders:/**", sid="A")]})
     assert e.permissions("r", "orders", {}, {}, {}) is e.permissions("r", "orders", {"x": 1}, {}, {})
     assert e.permissions("r", "billing", {}, {}, {}) == ()
+
+
+def test_an_internal_error_fails_closed() -> None:
+    e = engine({"r": [allow("http:*", "orders:/**")]})
+    d = decide(e, "r", None, "/x")  # type: ignore[arg-type]   # method None: a bug upstream
+    assert (d.allowed, d.reason, d.id) == (False, "policy_error", "dec-1")
+
+
+def test_dynamic_permissions_follow_each_callers_values() -> None:
+    e = engine({"r": [allow("http:GET", "orders:/t/${jwt:t}/**", sid="Own")]})
+    for t in ("t1", "t2", "t1"):
+        d = decide(e, "r", "GET", f"/t/{t}/o", claims={"t": t})
+        assert d.allowed and d.permissions[0]["resource"] == [f"orders:/t/{t}/**"]
