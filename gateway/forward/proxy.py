@@ -9,8 +9,10 @@ and httpx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.cookiejar
-from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import httpx
@@ -21,8 +23,14 @@ from ..errors import BadGateway, GatewayError, GatewayTimeout
 from ..metrics import Metrics
 from .headers import canonical, response_headers
 
-__all__ = ["UpstreamResponse", "Transport", "AiohttpTransport", "HttpxTransport",
-           "ClientDisconnected", "forward"]
+__all__ = [
+    "AiohttpTransport",
+    "ClientDisconnected",
+    "HttpxTransport",
+    "Transport",
+    "UpstreamResponse",
+    "forward",
+]
 
 Headers = list[tuple[bytes, bytes]]
 R = TypeVar("R")
@@ -182,20 +190,21 @@ class _HttpxResponse:
         self.headers: Headers = list(resp.headers.raw)
 
     async def aiter_body(self) -> AsyncIterator[bytes]:
-        chunks = self._resp.aiter_raw()
-        while True:
-            try:
-                async with asyncio.timeout(self._idle):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise GatewayTimeout("upstream body idle", code="upstream_idle_timeout") from None
-            except (httpx.TransportError, OSError) as exc:
-                raise BadGateway(f"upstream body: {type(exc).__name__}",
-                                 code="upstream_reset") from None
-            if chunk:
-                yield chunk
+        async with contextlib.aclosing(self._resp.aiter_raw()) as chunks:
+            while True:
+                try:
+                    async with asyncio.timeout(self._idle):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise GatewayTimeout("upstream body idle",
+                                         code="upstream_idle_timeout") from None
+                except (httpx.TransportError, OSError) as exc:
+                    raise BadGateway(f"upstream body: {type(exc).__name__}",
+                                     code="upstream_reset") from None
+                if chunk:
+                    yield chunk
 
     async def aclose(self) -> None:
         await self._resp.aclose()
@@ -330,8 +339,9 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
         out = response_headers(response.headers, remove=_X_REQUEST_ID if rid else frozenset())
         await send({"type": "http.response.start", "status": status, "headers": out + rid})
         try:
-            async for chunk in response.aiter_body():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async with contextlib.aclosing(response.aiter_body()) as chunks:
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except GatewayError as exc:
             down.closing = True
             if metrics is not None:

@@ -13,14 +13,15 @@ import json
 import os
 import socket
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import uvicorn
 
 from gateway.config import Upstream
 from gateway.errors import GatewayError
-from gateway.forward.headers import (check_framing, request_id, upstream_request_headers)
+from gateway.forward.headers import check_framing, request_id, upstream_request_headers
 from gateway.forward.proxy import AiohttpTransport, HttpxTransport, Transport, forward
 from gateway.metrics import Metrics
 from gateway.routes import normalise_path
@@ -240,7 +241,7 @@ GET = b"GET %s HTTP/1.1\nHost: api.example\nConnection: close\n"
 
 
 async def test_raw_path_query_and_headers_forwarded(stack: Stack) -> None:
-    status, headers, body, _ = await stack.request(
+    status, headers, _body, _ = await stack.request(
         GET % b"/echo/a%7bb/./c/..//%7E?x=%2f&y=1&y=2&z=%7e" + b"X-Dup: 1\nX-Dup: 2\n"
         b"X_Auth_Sub: admin\nX-Request-Id: spoofed\nX-Forwarded-For: 6.6.6.6\n"
         b"X-HTTP-Method-Override: DELETE\nKeep-Alive: 5\n")
@@ -282,7 +283,7 @@ async def test_no_decompression(stack: Stack) -> None:
 
 
 async def test_head_passes(stack: Stack) -> None:
-    status, headers, body, _ = await stack.request(b"HEAD /echo HTTP/1.1\nHost: a\n"
+    status, _headers, body, _ = await stack.request(b"HEAD /echo HTTP/1.1\nHost: a\n"
                                                    b"Connection: close\n")
     assert (status, body) == (200, b"")
     assert stack.upstream.seen[-1]["method"] == b"HEAD"
@@ -359,7 +360,7 @@ async def test_client_disconnect_stops_upstream(stack: Stack) -> None:
 
 async def test_client_disconnect_while_waiting_for_headers(transport: Transport) -> None:
     async for stack in start_stack(transport, timeout=5):
-        reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
         writer.write(b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
         await asyncio.sleep(0.3)
         writer.close()
@@ -369,7 +370,7 @@ async def test_client_disconnect_while_waiting_for_headers(transport: Transport)
 
 
 async def test_client_disconnect_mid_upload(stack: Stack) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
     writer.write(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (10 * MiB))
     for _ in range(16):
         writer.write(CHUNK)
@@ -414,7 +415,7 @@ async def test_slow_but_moving_upload_is_not_a_timeout(transport: Transport) -> 
 async def test_idle_timeout_after_start_aborts(transport: Transport) -> None:
     async for stack in start_stack(transport, idle=0.5):
         started = time.monotonic()
-        status, headers, body, length = await stack.request(GET % b"/stall")
+        status, headers, body, _length = await stack.request(GET % b"/stall")
         assert status == 200 and get(headers, b"content-length") == [b"100"]
         assert body == b"0123456789"                             # truncated: the client can tell
         assert time.monotonic() - started < 3
