@@ -7,7 +7,7 @@ one string, so the gateway and the upstream can never disagree about which resou
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from .config import Route
 from .errors import BadRequest, NotFound
@@ -75,7 +75,7 @@ def _decode(path: str) -> str:
             raise _bad("control or non-ASCII character in path")
         if c in _REFUSED:
             raise _bad(f"{c!r} in path")
-        out.append("%%%02X" % o if c in _ENCODE else c)
+        out.append(f"%{o:02X}" if c in _ENCODE else c)
         i += 1
     return "".join(out)
 

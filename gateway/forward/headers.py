@@ -10,14 +10,24 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Iterable
 
 from ..errors import BadRequest
 
-__all__ = ["HOP_BY_HOP", "METHOD_OVERRIDE", "GATEWAY_SET", "canonical", "strip_request_headers",
-           "check_framing", "request_id", "forwarded_for", "upstream_request_headers",
-           "response_headers", "is_trusted"]
+__all__ = [
+    "GATEWAY_SET",
+    "HOP_BY_HOP",
+    "METHOD_OVERRIDE",
+    "canonical",
+    "check_framing",
+    "forwarded_for",
+    "is_trusted",
+    "request_id",
+    "response_headers",
+    "strip_request_headers",
+    "upstream_request_headers",
+]
 
 Headers = list[tuple[bytes, bytes]]
 

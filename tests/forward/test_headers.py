@@ -8,9 +8,17 @@ import re
 import pytest
 
 from gateway.errors import BadRequest
-from gateway.forward.headers import (HOP_BY_HOP, canonical, check_framing, forwarded_for,
-                                     is_trusted, request_id, response_headers,
-                                     strip_request_headers, upstream_request_headers)
+from gateway.forward.headers import (
+    HOP_BY_HOP,
+    canonical,
+    check_framing,
+    forwarded_for,
+    is_trusted,
+    request_id,
+    response_headers,
+    strip_request_headers,
+    upstream_request_headers,
+)
 
 GATEWAY_OWN = frozenset({b"x-auth-sub", b"x-auth-role", b"x-gateway-credential"})
 
