@@ -1,6 +1,6 @@
 """Step 4, map: verified claims -> one role (rules | token | default), as an Identity Pool. Pure.
 
-Decisions where MAPPING.md is silent (see also ``docs``/report):
+Decisions where MAPPING.md is silent:
 - claims read as strings everywhere (``conditions.read_claim``): numbers ``str()``, bools
   ``true``/``false``, ``scope`` space-split into a list; ``null`` counts as missing; an object
   claim is present but compares with nothing.
@@ -13,8 +13,9 @@ Decisions where MAPPING.md is silent (see also ``docs``/report):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .conditions import claim_values, read_claim, scalar_text
 from .config import Config, MappingConfig, Rule

@@ -38,10 +38,13 @@ def _segment_safe(v: str) -> bool:
 
 
 def scopes_satisfied(route: Route, scopes: tuple[str, ...], token_use: str | None) -> bool:
-    """Route ``required_scopes`` (any-of); never satisfied by an id token."""
+    """Route ``required_scopes`` (any-of), from an access token's ``scope`` only.
+
+    ``token_use`` None (generic OIDC, which has no such claim) is judged by its scopes.
+    """
     if not route.required_scopes:
         return True
-    if token_use == "id":
+    if token_use not in (None, "access"):
         return False
     return any(s in route.required_scopes for s in scopes)
 

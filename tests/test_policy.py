@@ -225,6 +225,7 @@ def test_guardrail_with_allows_for_another_upstream_denies_this_one() -> None:
     (("orders.read",), ("orders.write",), "access", "r", "missing_scope"),
     (("orders.read",), ("orders.read",), "id", "r", "missing_scope"),
     (("orders.read",), ("orders.read",), None, "r", "allowed"),     # generic OIDC: no token_use
+    (("orders.read",), ("orders.read",), "refresh", "r", "missing_scope"),
     (("orders.read",), (), "access", None, "missing_scope"),        # scopes come first
     (("orders.read",), ("orders.read",), "access", "nobody", "no_allow"),
     ((), (), "id", "r", "allowed"),
