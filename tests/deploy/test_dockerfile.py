@@ -156,3 +156,9 @@ def test_copy_sources_exist_and_pass_the_dockerignore() -> None:
             assert f"!{src}" in ignore or f"!{src}/" in ignore, \
                 f"{src} is excluded by {DOCKERIGNORE.name}"
 
+
+
+def test_build_instructions_documented() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert "docker build -f deploy/Dockerfile" in text
+    assert "docker build -f deploy/Dockerfile" in (DEPLOY / "README.md").read_text(encoding="utf-8")

@@ -9,6 +9,7 @@ poolgate.yaml loaded by gateway.config itself.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ from gateway.config import Config, loads_config
 
 from . import DEPLOY, final_stage_user
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
+try:
+    import kubernetes_validate
+except ImportError:                     # pragma: no cover - depends on the environment
+    if os.environ.get("CI", "").lower() == "true":
+        raise
+    pytest.skip("kubernetes-validate not installed (pip install kubernetes-validate)",
+                allow_module_level=True)
 
 K8S = DEPLOY / "kubernetes"
 LAYOUTS = ("sidecar", "standalone")
