@@ -36,6 +36,8 @@ Headers = list[tuple[bytes, bytes]]
 R = TypeVar("R")
 CLIENT_CLOSED = 499                      # nginx's status for "client went away", logs only
 _X_REQUEST_ID = frozenset({b"x-request-id"})
+_AIOHTTP_ERRORS = (aiohttp.ClientError, OSError)
+_HTTPX_ERRORS = (httpx.TransportError, OSError)    # client timeouts are off: asyncio's rule
 
 
 class ClientDisconnected(Exception):
@@ -80,18 +82,39 @@ class _Pacer:
         self.progress()
 
 
-async def _until_headers(timeout: float, body: AsyncIterator[bytes] | None,
-                         start: Callable[[AsyncIterator[bytes] | None], Awaitable[R]]) -> R:
-    async with asyncio.timeout(timeout) as deadline:
-        pacer = _Pacer(deadline, timeout)
+async def _response_within(timeout: float, body: AsyncIterator[bytes] | None,
+                           start: Callable[[AsyncIterator[bytes] | None], Awaitable[R]],
+                           errors: tuple[type[BaseException], ...]) -> R:
+    """Run ``start`` (send the request, await response headers), translating its failures."""
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            pacer = _Pacer(deadline, timeout)
+            try:
+                return await start(pacer.paced(body) if body is not None else None)
+            finally:
+                pacer.live = False
+    except TimeoutError:
+        raise GatewayTimeout("no response headers from the upstream in time",
+                             code="upstream_timeout") from None
+    except errors as exc:
+        raise BadGateway(f"upstream: {type(exc).__name__}", code="upstream_unreachable") from None
+
+
+async def _idle_bounded(read: Callable[[], Awaitable[bytes]], idle: float,
+                        errors: tuple[type[BaseException], ...]) -> AsyncIterator[bytes]:
+    """Body chunks until ``read`` returns b""; each read bounded by ``idle`` seconds."""
+    while True:
         try:
-            return await start(pacer.paced(body) if body is not None else None)
-        finally:
-            pacer.live = False
-
-
-def _timeout_error() -> GatewayTimeout:
-    return GatewayTimeout("no response headers from the upstream in time", code="upstream_timeout")
+            async with asyncio.timeout(idle):
+                chunk = await read()
+        except TimeoutError:
+            raise GatewayTimeout("upstream body idle", code="upstream_idle_timeout") from None
+        except errors as exc:
+            raise BadGateway(f"upstream body: {type(exc).__name__}",
+                             code="upstream_reset") from None
+        if not chunk:
+            return
+        yield chunk
 
 
 # --------------------------------------------------------------------------- aiohttp
@@ -104,20 +127,9 @@ class _AiohttpResponse:
         self._eof = False
 
     async def aiter_body(self) -> AsyncIterator[bytes]:
-        read = self._resp.content.readany
-        while True:
-            try:
-                async with asyncio.timeout(self._idle):
-                    chunk = await read()
-            except TimeoutError:
-                raise GatewayTimeout("upstream body idle", code="upstream_idle_timeout") from None
-            except (aiohttp.ClientError, OSError) as exc:
-                raise BadGateway(f"upstream body: {type(exc).__name__}",
-                                 code="upstream_reset") from None
-            if not chunk:
-                self._eof = True
-                return
+        async for chunk in _idle_bounded(self._resp.content.readany, self._idle, _AIOHTTP_ERRORS):
             yield chunk
+        self._eof = True
 
     async def aclose(self) -> None:
         # release() keeps a fully read connection for reuse; close() drops a half-read one.
@@ -158,13 +170,7 @@ class AiohttpTransport:
             return await session.request(method, target, headers=out, data=data,
                                          allow_redirects=False, skip_auto_headers=self._SKIP)
 
-        try:
-            resp = await _until_headers(timeout, body, start)
-        except TimeoutError:
-            raise _timeout_error() from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise BadGateway(f"upstream: {type(exc).__name__}",
-                             code="upstream_unreachable") from None
+        resp = await _response_within(timeout, body, start, _AIOHTTP_ERRORS)
         return _AiohttpResponse(resp, idle_timeout)
 
     async def aclose(self) -> None:
@@ -190,21 +196,10 @@ class _HttpxResponse:
         self.headers: Headers = list(resp.headers.raw)
 
     async def aiter_body(self) -> AsyncIterator[bytes]:
-        async with contextlib.aclosing(self._resp.aiter_raw()) as chunks:
-            while True:
-                try:
-                    async with asyncio.timeout(self._idle):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    raise GatewayTimeout("upstream body idle",
-                                         code="upstream_idle_timeout") from None
-                except (httpx.TransportError, OSError) as exc:
-                    raise BadGateway(f"upstream body: {type(exc).__name__}",
-                                     code="upstream_reset") from None
-                if chunk:
-                    yield chunk
+        # aiter_raw: the bytes as sent (no decompression); it never yields b"" before the end.
+        async with contextlib.aclosing(self._resp.aiter_raw()) as raw:
+            async for chunk in _idle_bounded(lambda: anext(raw, b""), self._idle, _HTTPX_ERRORS):
+                yield chunk
 
     async def aclose(self) -> None:
         await self._resp.aclose()
@@ -235,13 +230,7 @@ class HttpxTransport:
             request = httpx.Request(method, url, headers=headers, content=data)
             return await client.send(request, stream=True)
 
-        try:
-            resp = await _until_headers(timeout, body, start)
-        except (TimeoutError, httpx.TimeoutException):
-            raise _timeout_error() from None
-        except (httpx.TransportError, OSError) as exc:
-            raise BadGateway(f"upstream: {type(exc).__name__}",
-                             code="upstream_unreachable") from None
+        resp = await _response_within(timeout, body, start, _HTTPX_ERRORS)
         return _HttpxResponse(resp, idle_timeout)
 
     async def aclose(self) -> None:
