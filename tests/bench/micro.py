@@ -32,6 +32,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import issuer  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# Rates are per second of this process's CPU time, not wall time: the machine may be shared
+# (other jobs), and CPU time makes single-threaded in-process rates comparable across runs.
+_cpu = time.process_time
 
 
 def rss_mb() -> float:
@@ -47,13 +50,13 @@ def rate(fn: Callable[[int], None], n_items: int, seconds: float) -> float:
     """Call ``fn(i)`` for i = 0, 1, ... for about ``seconds``; return calls per second."""
     fn(0)                                            # warm
     count, batch = 0, 50
-    t0 = time.perf_counter()
+    t0 = _cpu()
     deadline = t0 + seconds
     while True:
         for _ in range(batch):
             fn(count % n_items)
             count += 1
-        now = time.perf_counter()
+        now = _cpu()
         if now >= deadline:
             return count / (now - t0)
 
@@ -62,15 +65,15 @@ async def arate(fn: Callable[[int], Any], n_items: int, seconds: float,
                 limit: int | None = None) -> tuple[float, int]:
     """Async ``rate``; stops early after ``limit`` calls (returns rate, calls made)."""
     count, batch = 0, 50
-    t0 = time.perf_counter()
+    t0 = _cpu()
     deadline = t0 + seconds
     while True:
         for _ in range(batch):
             await fn(count % n_items)
             count += 1
             if limit is not None and count >= limit:
-                return count / (time.perf_counter() - t0), count
-        now = time.perf_counter()
+                return count / (_cpu() - t0), count
+        now = _cpu()
         if now >= deadline:
             return count / (now - t0), count
 

@@ -573,6 +573,17 @@ def targets(res: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         "{:.2f}x")
     add("poolgate(d) vs HAProxy(g)", ">= 0.30x", d / g if d and g else None, lambda v: v >= 0.30,
         "{:.2f}x")
+
+    def cpu(name: str) -> float | None:
+        r = res.get(name, {})
+        return r.get("cpu_us_per_req") if r.get("status") == "ok" else None
+    # the same two ratios by CPU time per request of the system under test: less sensitive
+    # to the load generator (and other jobs) sharing the cores
+    dc, fc, gc = cpu("policy"), cpu("naive"), cpu("haproxy")
+    add("poolgate(d) vs naive(f), by CPU/request", ">= 10x", fc / dc if dc and fc else None,
+        lambda v: v >= 10, "{:.2f}x")
+    add("poolgate(d) vs HAProxy(g), by CPU/request", ">= 0.30x",
+        gc / dc if dc and gc else None, lambda v: v >= 0.30, "{:.2f}x")
     p99s = [res[n]["p99_ms"] for n in ("poolgate", "tokens10k", "policy", "redis")
             if res.get(n, {}).get("status") == "ok"]
     add("poolgate p99 (worst of b-e)", "<= 30 ms", max(p99s) if p99s else None,
