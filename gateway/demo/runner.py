@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.resources
-import logging
 import os
 import secrets
 import shutil
@@ -26,10 +25,9 @@ from ..config import Config, load_config
 from ..errors import ConfigError
 from .guide import GuideInput, render
 from .issuer import ISSUER, DemoIssuer, build_issuer_app
-from .state import credential_key_file, issuer_key_pem, state_dir
+from .state import (ISSUER_KEY_FILE, credential_key_file, default_state_dir, issuer_key_pem,
+                    state_dir)
 from .upstream import CredentialVerifier, EchoApp
-
-log = logging.getLogger("poolgate.demo")
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 30.0
@@ -40,7 +38,7 @@ class Listener:
     name: str            # what listens there
     attr: str            # the argparse attribute
     flag: str            # the flag that changes it
-    env: str             # the variable demo.yaml reads it from (None: not in the config)
+    env: str             # the variable demo.yaml reads the port from
 
 
 LISTENERS = (
@@ -116,7 +114,9 @@ def run(args: Any) -> int:
     try:
         directory = state_dir(args.state_dir)
     except OSError as e:
-        raise DemoError(f"cannot use state directory {args.state_dir or ''!s}: {e}") from None
+        where = args.state_dir or default_state_dir()
+        raise DemoError(f"cannot use state directory {where} ({e.strerror or e}): choose "
+                        "another with --state-dir DIR") from None
     socks = bind_listeners(args)
     try:
         issuer = DemoIssuer(issuer_key_pem(directory))
@@ -135,7 +135,7 @@ def run(args: Any) -> int:
                 upstream=url["upstream_port"], pool_issuer=ISSUER, config_path=str(path),
                 state_dir=str(directory), env={**env, **prog_env}, revoke_prog=prog,
                 admin_token=env["POOLGATE_ADMIN_TOKEN"], signing_key_file=str(key_file),
-                issuer_key_file=str(directory / "issuer-rs256.pem"))
+                issuer_key_file=str(directory / ISSUER_KEY_FILE))
             return asyncio.run(_serve(config, issuer, socks, guide))
     finally:
         for s in socks.values():
@@ -226,3 +226,5 @@ def main(args: Any) -> int:
     except ConfigError as e:
         print(f"poolgate demo: config error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:       # Ctrl-C before the servers took over the signals
+        return 0
