@@ -1,0 +1,341 @@
+"""The Redis revocation store (standalone, Sentinel, Cluster) with a pubsub-fed near-cache.
+
+Key format: see ``gateway.revocation.entries``. Per lookup, up to three keys (jti, ojti, sub)
+in one round trip: MGET in standalone/Sentinel, pipelined single-key GETs in Cluster (never a
+cross-slot multi-key command). Every Redis call is bounded by ``timeout_ms`` with
+``asyncio.timeout`` as well as the socket timeouts, so a hung Redis never holds a request.
+
+One background task (the supervisor) PINGs every second; two failures in a row mark the store
+down (``healthy()`` False, lookups fail fast with ``StoreError``: fail closed), and it keeps
+pinging with a short backoff until Redis answers again. While up, it keeps a subscription to
+``<key_prefix>revocations``; the near-cache is used only while that subscription is live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+
+from ..config import RedisConfig
+from ..metrics import Metrics
+from ..principal import VerifiedToken
+from .entries import (CHANNEL, Entry, StoreError, check_value, message, parse_message,
+                      parse_not_before, redis_key, redis_value, sub_revokes, token_keys)
+from .nearcache import MISSING, NearCache
+
+log = logging.getLogger("poolgate.revocation")
+
+PING_SECONDS = 1.0
+DOWN_AFTER_FAILURES = 2
+
+
+class RedisStore:
+    name = "redis"
+
+    def __init__(self, cfg: RedisConfig, *, metrics: Metrics | None = None,
+                 near_cache_entries: int = 100_000, near_cache_max_age: float = 30.0) -> None:
+        self._cfg = cfg
+        self._metrics = metrics
+        self._timeout = cfg.timeout_ms / 1000
+        self._connect_timeout = cfg.connect_timeout_ms / 1000
+        self._channel = cfg.key_prefix + CHANNEL
+        self._cluster = cfg.mode == "cluster"
+        self._client: Any = self._make_client()
+        self._cache = (NearCache(max_entries=near_cache_entries, max_age=near_cache_max_age)
+                       if cfg.invalidation == "pubsub" else None)
+        self._up = True                      # optimistic until the supervisor says otherwise
+        self._subscribed = False
+        self._wake = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._subscriber: asyncio.Task[None] | None = None
+        self._node_turn = itertools.count()
+        self._closed = False
+
+    # ------------------------------------------------------------------ clients
+
+    def _kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"socket_connect_timeout": self._connect_timeout,
+                              "socket_timeout": self._timeout, "decode_responses": True,
+                              "retry": Retry(NoBackoff(), 1)}
+        if self._cfg.password:
+            kw["password"] = self._cfg.password
+        return kw
+
+    def _make_client(self) -> Any:
+        cfg = self._cfg
+        if cfg.mode == "cluster":
+            return RedisCluster.from_url(cfg.url, **self._kwargs())
+        if cfg.mode == "sentinel":
+            sentinel_kw = {"socket_connect_timeout": self._connect_timeout,
+                           "socket_timeout": self._timeout}
+            sentinel = Sentinel(list(cfg.sentinels), sentinel_kwargs=sentinel_kw, **self._kwargs())
+            return sentinel.master_for(cfg.service_name)
+        return aredis.Redis.from_url(cfg.url, **self._kwargs())
+
+    def _pubsub_client(self) -> tuple[Any, bool]:
+        """(client, owned). Cluster: a plain connection to one node, rotating on each attempt
+        (a cluster PUBLISH is broadcast to every node, so any node hears every write)."""
+        if not self._cluster:
+            return self._client, False
+        nodes = self._client.get_nodes()
+        if not nodes:
+            raise StoreError("cluster topology not known yet")
+        node = nodes[next(self._node_turn) % len(nodes)]
+        parts = urlsplit(self._cfg.url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = (userinfo + "@" if userinfo else "") + f"{node.host}:{node.port}"
+        url = urlunsplit((parts.scheme, netloc, "", "", ""))
+        return aredis.Redis.from_url(url, **self._kwargs()), True
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start the supervisor; wait (bounded) for a first PING and, if up, the subscription."""
+        if self._supervisor is not None:
+            return
+        self._up = await self._ping()
+        if self._up and self._cache is not None:
+            self._subscriber = asyncio.create_task(self._subscribe(),
+                                                   name="poolgate-redis-invalidation")
+        self._supervisor = asyncio.create_task(self._supervise(), name="poolgate-redis-health")
+        if self._subscriber is not None:
+            await self.wait_subscribed(self._timeout + self._connect_timeout + 0.5)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        tasks = [t for t in (self._supervisor, self._subscriber) if t is not None]
+        self._supervisor = self._subscriber = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)    # bounded even if a cancel got swallowed
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await self._client.aclose()
+
+    def healthy(self) -> bool:
+        return self._up
+
+    @property
+    def subscribed(self) -> bool:
+        """True while the invalidation channel is live (the near-cache is in use)."""
+        return self._subscribed and self._up
+
+    async def wait_subscribed(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.subscribed and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return self.subscribed
+
+    async def _ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._client.ping()
+            return True
+        except Exception as e:  # noqa: BLE001 - any failure means "not answering"
+            log.debug("redis ping failed: %r", e)
+            return False
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while not self._closed:
+            if await self._ping():
+                if not self._up:
+                    log.warning("revocation store redis answering again")
+                failures, self._up, interval = 0, True, PING_SECONDS
+                if self._cache is not None and (self._subscriber is None
+                                                or self._subscriber.done()):
+                    self._subscriber = asyncio.create_task(self._subscribe(),
+                                                           name="poolgate-redis-invalidation")
+            else:
+                failures += 1
+                if failures >= DOWN_AFTER_FAILURES and self._up:
+                    log.error("revocation store redis not answering (fail closed)")
+                    self._up = False
+                if not self._up:
+                    await self._drop_subscription()
+                interval = min(PING_SECONDS, 0.25 * 2 ** (failures - 1))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+
+    async def _drop_subscription(self) -> None:
+        task, self._subscriber = self._subscriber, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _subscribe(self) -> None:
+        assert self._cache is not None
+        client, owned = self._pubsub_client()
+        pubsub = client.pubsub()
+        try:
+            async with asyncio.timeout(self._timeout + self._connect_timeout):
+                await pubsub.subscribe(self._channel)
+                while True:
+                    msg = await pubsub.get_message(timeout=self._timeout)
+                    if msg is not None and msg.get("type") == "subscribe":
+                        break
+            self._cache.clear()             # whatever we cached before may have missed writes
+            self._subscribed = True
+            log.info("revocation near-cache subscribed to %s", self._channel)
+            while True:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is not None and msg.get("type") == "message":
+                    self._on_message(msg.get("data"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the supervisor retries
+            log.warning("revocation invalidation channel lost: %r", e)
+        finally:
+            self._subscribed = False
+            self._cache.clear()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await pubsub.aclose()
+                    if owned:
+                        await client.aclose()
+
+    def _on_message(self, data: Any) -> None:
+        assert self._cache is not None
+        key = parse_message(data, self._cfg.key_prefix) if isinstance(data, str) else None
+        if key is None:
+            self._cache.clear()             # not understood: forget everything (safe)
+        else:
+            self._cache.invalidate(key)
+
+    # ------------------------------------------------------------------ lookups
+
+    def _fail(self, what: str, e: BaseException | None = None) -> StoreError:
+        if self._metrics is not None:
+            self._metrics.revocation_errors.labels(store=self.name).inc()
+        self._wake.set()                    # let the supervisor look now
+        detail = f": {e!r}" if e is not None else ""
+        return StoreError(f"redis {what} failed{detail}")
+
+    async def _read(self, keys: list[str]) -> list[str | None]:
+        if self._cluster:
+            pipe = self._client.pipeline(transaction=False)
+            for k in keys:
+                pipe.get(k)
+            return list(await pipe.execute())
+        return list(await self._client.mget(keys))
+
+    async def revoked(self, token: VerifiedToken) -> str | None:
+        started = time.perf_counter()
+        try:
+            found = await self._revoked(token)
+        except StoreError:
+            self._count("error")
+            raise
+        self._count("hit" if found else "miss")
+        if self._metrics is not None:
+            self._metrics.revocation_seconds.labels(source=token.source_id).observe(
+                time.perf_counter() - started)
+        return found
+
+    def _count(self, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.revocation_lookups.labels(result=result).inc()
+
+    async def _revoked(self, token: VerifiedToken) -> str | None:
+        keys = token_keys(token)
+        if not keys:
+            return None
+        values: dict[tuple[str, str], str | None] = {}
+        missing = keys
+        cache = self._cache if self.subscribed else None
+        if cache is not None:
+            missing = []
+            for k in keys:
+                v = cache.get(k)
+                if v is MISSING:
+                    missing.append(k)
+                else:
+                    values[k] = v  # type: ignore[assignment]
+            self._count("cache_miss" if missing else "cache_hit")
+        if missing:
+            if not self._up:
+                raise self._fail("lookup (store down)")
+            generation = cache.generation if cache is not None else 0
+            prefix = self._cfg.key_prefix
+            try:
+                async with asyncio.timeout(self._timeout):
+                    raw = await self._read([redis_key(prefix, kind, v) for kind, v in missing])
+            except Exception as e:  # noqa: BLE001 - any failure: fail closed
+                raise self._fail("lookup", e) from e
+            pairs = list(zip(missing, raw))
+            values.update(pairs)
+            if cache is not None:
+                cache.put_many(pairs, generation)
+        for kind, value in keys:
+            raw_value = values.get((kind, value))
+            if raw_value is None:
+                continue
+            if kind != "sub" or sub_revokes(parse_not_before(raw_value), token):
+                return kind
+        return None
+
+    # ------------------------------------------------------------------ writes
+
+    def _invalidate(self, kind: str, value: str) -> None:
+        if self._cache is not None:
+            self._cache.invalidate((kind, value))
+
+    async def add(self, entry: Entry) -> Entry:
+        check_value(entry.kind, entry.value)
+        key = redis_key(self._cfg.key_prefix, entry.kind, entry.value)
+        try:
+            async with asyncio.timeout(self._timeout * 3):
+                await self._client.set(key, redis_value(entry), ex=max(1, entry.ttl))
+                await self._client.publish(self._channel, message(entry.kind, entry.value))
+        except Exception as e:  # noqa: BLE001
+            raise self._fail("write", e) from e
+        finally:
+            self._invalidate(entry.kind, entry.value)
+        return entry
+
+    async def get(self, kind: str, value: str) -> Entry | None:
+        check_value(kind, value)
+        key = redis_key(self._cfg.key_prefix, kind, value)
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                pipe = self._client.pipeline(transaction=False)
+                pipe.get(key)
+                pipe.ttl(key)
+                raw, ttl = await pipe.execute()
+        except Exception as e:  # noqa: BLE001
+            raise self._fail("read", e) from e
+        if raw is None:
+            return None
+        nbf = parse_not_before(raw) if kind == "sub" else None
+        if nbf is not None and not math.isfinite(nbf):
+            nbf = None                      # unparseable value: revokes every token of the sub
+        return Entry(kind, value, None, nbf, int(ttl) if ttl is not None and ttl > 0 else -1)
+
+    async def delete(self, kind: str, value: str) -> bool:
+        check_value(kind, value)
+        key = redis_key(self._cfg.key_prefix, kind, value)
+        try:
+            async with asyncio.timeout(self._timeout * 3):
+                n = await self._client.delete(key)
+                await self._client.publish(self._channel, message(kind, value))
+        except Exception as e:  # noqa: BLE001
+            raise self._fail("delete", e) from e
+        finally:
+            self._invalidate(kind, value)
+        return bool(n)
+
