@@ -21,13 +21,13 @@ from ..metrics import Metrics
 from ..principal import VerifiedToken
 from .cognito import check_claims
 from .jwks import JwksManager
-from .token import (SUPPORTED_ALGS, Jwk, check_header, check_key_alg, check_typ, parse_json_object, split_compact,
+from .token import (SUPPORTED_ALGS, Jwk, UnverifiedToken, check_header, check_key_alg, check_typ, parse_json_object, split_compact,
                     verify_signature)
 
 __all__ = ["Verifier", "JwksManager"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Entry:
     token: VerifiedToken
     source: IdentitySource
@@ -52,6 +52,7 @@ class Verifier:
                 self._by_issuer.setdefault(iss, []).append(s)
         self._cap_all = min((s.max_token_bytes for s in self._sources), default=8192)
         self._caps: dict[tuple[str, ...], int] = {}
+        self._headers: dict[str, dict[str, Any]] = {}      # decoded header segments
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
         self._cache_size = max(0, cache_size)
         self._hit = self._miss = None
@@ -108,7 +109,7 @@ class Verifier:
 
     async def _verify(self, token: str, digest: bytes,
                       allowed: tuple[str, ...] | None) -> VerifiedToken:
-        jws = split_compact(token)
+        jws = split_compact(token, self._headers)
         alg, kid = check_header(jws.header, SUPPORTED_ALGS)   # the source's own list: below
         claims = parse_json_object(jws.payload)
         iss = claims.get("iss")
@@ -123,22 +124,22 @@ class Verifier:
         first: GatewayError | None = None
         for source in candidates:           # normally one; several sources may share an issuer
             try:
-                return await self._verify_for(source, token, digest, jws, alg, kid, claims)
+                if alg not in source.algorithms:
+                    raise InvalidToken("token algorithm is not allowed", code="alg_not_allowed")
+                check_typ(jws.header, source.token_types)
+                jwk = self._keys.lookup(source.id, kid)      # sync fast path
+                if jwk is None:
+                    jwk = await self._keys.get_jwk(source.id, kid, alg)   # refetch / precise error
+                else:
+                    check_key_alg(jwk, alg)
+                return self._finish(source, token, digest, jws, alg, kid, jwk, claims)
             except GatewayError as exc:
                 first = first or exc
         assert first is not None
         raise first
 
-    async def _verify_for(self, source: IdentitySource, token: str, digest: bytes, jws: Any,
-                          alg: str, kid: str, claims: dict[str, Any]) -> VerifiedToken:
-        if alg not in source.algorithms:
-            raise InvalidToken("token algorithm is not allowed", code="alg_not_allowed")
-        check_typ(jws.header, source.token_types)
-        jwk = self._keys.lookup(source.id, kid)
-        if jwk is None:
-            jwk = await self._keys.get_jwk(source.id, kid, alg)   # refetch / precise error
-        else:
-            check_key_alg(jwk, alg)
+    def _finish(self, source: IdentitySource, token: str, digest: bytes, jws: UnverifiedToken,
+                alg: str, kid: str, jwk: Jwk, claims: dict[str, Any]) -> VerifiedToken:
         verify_signature(alg, jwk.key, jws.signing_input, jws.signature)
         check_claims(claims, source, self._clock())
         issuer = claims["iss"]

@@ -24,7 +24,6 @@ __all__ = ["UnverifiedToken", "Jwk", "KeyRejected", "b64url_decode", "parse_json
            "check_key_alg", "verify_signature"]
 
 EMBEDDED_KEY_HEADERS = ("jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256")
-_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _TO_STD = bytes.maketrans(b"-_", b"+/")
 # the last character of a segment whose length is 2 (resp. 3) mod 4 carries 4 (resp. 2)
 # unused bits that must be zero for the encoding to be canonical
@@ -44,7 +43,7 @@ def _bad(code: str, description: str) -> InvalidToken:
     return InvalidToken(description, code=code)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UnverifiedToken:
     """A structurally valid compact JWS. Nothing in it is trusted yet."""
 
@@ -60,12 +59,15 @@ def b64url_decode(segment: str | bytes) -> bytes:
     """Strict canonical base64url: alphabet only, no padding, zero unused bits."""
     raw = segment.encode("ascii", "replace") if isinstance(segment, str) else segment
     n = len(raw) % 4
-    if n == 1 or not _B64URL.issuperset(raw) or (n and raw[-1] not in _LAST_OK[n]):
+    # strict a2b_base64 refuses anything outside [A-Za-z0-9+/] and misplaced '='; '+', '/'
+    # and '=' are refused here first (memchr-fast), so only the base64url alphabet remains
+    if (n == 1 or b"=" in raw or b"+" in raw or b"/" in raw
+            or (n and raw[-1] not in _LAST_OK[n])):
         raise _bad("bad_encoding", "token is not canonical base64url")
     try:
         return binascii.a2b_base64(raw.translate(_TO_STD) + b"=" * (-len(raw) % 4),
                                    strict_mode=True)
-    except binascii.Error:  # pragma: no cover - excluded by the checks above
+    except binascii.Error:
         raise _bad("bad_encoding", "token is not canonical base64url") from None
 
 
@@ -98,6 +100,9 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant)
+
+
 def parse_json_object(data: bytes) -> dict[str, Any]:
     """UTF-8 (no BOM) JSON object, duplicate keys and NaN/Infinity refused."""
     try:
@@ -107,7 +112,7 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     if text.startswith("\ufeff"):
         raise _bad("bad_json", "token JSON starts with a byte order mark")
     try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant)
+        value = _DECODER.decode(text)
     except _DuplicateKey:
         raise _bad("duplicate_key", "token JSON has a duplicate key") from None
     except (ValueError, RecursionError):
@@ -119,14 +124,24 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     return value
 
 
-def split_compact(token: str) -> UnverifiedToken:
-    """Compact JWS only: three segments, strict base64url, a JSON object header."""
+def split_compact(token: str, headers: dict[str, dict[str, Any]] | None = None) -> UnverifiedToken:
+    """Compact JWS only: three segments, strict base64url, a JSON object header.
+
+    ``headers`` memoises decoded header segments (an issuer's tokens share a handful); callers
+    must treat the returned header as read-only.
+    """
     parts = token.split(".")
     if len(parts) == 5:
         raise _bad("unsupported_token_type", "encrypted tokens (JWE) are not accepted")
     if len(parts) != 3 or not parts[0]:
         raise _bad("malformed_token", "token is not a compact JWS (header.payload.signature)")
-    header = parse_json_object(b64url_decode(parts[0]))
+    header = headers.get(parts[0]) if headers is not None else None
+    if header is None:
+        header = parse_json_object(b64url_decode(parts[0]))
+        if headers is not None:
+            if len(headers) >= 256:
+                headers.clear()
+            headers[parts[0]] = header
     payload = b64url_decode(parts[1])
     signature = b64url_decode(parts[2])
     signing_input = token[: len(parts[0]) + 1 + len(parts[1])].encode("ascii")
@@ -300,27 +315,41 @@ def check_key_alg(jwk: Jwk, alg: str) -> None:
 
 # --------------------------------------------------------------------------- signatures
 
+_KIND: dict[type, str] = {}
+
+
+def _kind(key: Any) -> str:
+    kind = _KIND.get(type(key))
+    if kind is None:                    # ABC isinstance is slow: once per key class
+        kind = ("RSA" if isinstance(key, rsa.RSAPublicKey) else
+                "EC" if isinstance(key, ec.EllipticCurvePublicKey) else
+                "OKP" if isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey))
+                else "?")
+        _KIND[type(key)] = kind
+    return kind
+
+
 def verify_signature(alg: str, key: Any, signing_input: bytes, signature: bytes) -> None:
     """Raise ``InvalidToken(code="bad_signature")`` unless the signature verifies."""
+    kind = _kind(key)
     try:
         fam, bits = alg[:2], alg[2:]
-        if fam == "RS" and isinstance(key, rsa.RSAPublicKey):
+        if fam == "RS" and kind == "RSA":
             if len(signature) != (key.key_size + 7) // 8:
                 raise InvalidSignature
             key.verify(signature, signing_input, _PKCS1, _HASH[bits])
-        elif fam == "PS" and isinstance(key, rsa.RSAPublicKey):
+        elif fam == "PS" and kind == "RSA":
             if len(signature) != (key.key_size + 7) // 8:
                 raise InvalidSignature
             key.verify(signature, signing_input, _PSS[bits], _HASH[bits])
-        elif fam == "ES" and isinstance(key, ec.EllipticCurvePublicKey):
+        elif fam == "ES" and kind == "EC":
             crv, size = _EC_CURVE[alg]
             if _CURVES[crv][0].name != key.curve.name or len(signature) != 2 * size:
                 raise InvalidSignature
             r = int.from_bytes(signature[:size], "big")
             s = int.from_bytes(signature[size:], "big")
             key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(_HASH[bits]))
-        elif alg == "EdDSA" and isinstance(key, (ed25519.Ed25519PublicKey,
-                                                   ed448.Ed448PublicKey)):
+        elif alg == "EdDSA" and kind == "OKP":
             key.verify(signature, signing_input)
         else:
             raise InvalidSignature
