@@ -7,6 +7,7 @@ PATH the tests skip, unless POOLGATE_REQUIRE_REDIS=1, which turns that into a fa
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,6 +40,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port p <= 55535 whose cluster bus port p + 10000 is free too."""
+    for _ in range(200):
+        p = random.randint(20000, 45000)
+        if _bindable(p) and _bindable(p + 10000):
+            return p
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 def cli(port: int, *args: str, timeout: float = 5) -> str:
     assert REDIS_CLI
     out = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *args],
@@ -46,13 +65,16 @@ def cli(port: int, *args: str, timeout: float = 5) -> str:
     return out.stdout.strip()
 
 
-def wait_for(pred: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
+def wait_for(pred: Callable[[], bool], timeout: float, what: str, step: float = 0.05,
+             reraise: type[Exception] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if pred():
                 return
-        except Exception:  # noqa: BLE001 - not ready yet
+        except Exception as e:  # noqa: BLE001 - not ready yet
+            if reraise is not None and isinstance(e, reraise):
+                raise
             pass
         time.sleep(step)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
@@ -84,7 +106,13 @@ class RedisProc:
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if wait:
-            wait_for(lambda: cli(self.port, "PING") == "PONG", 10, f"redis on {self.port}")
+            def up() -> bool:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    tail = (self.dir / "log.txt").read_text(errors="replace")[-600:]
+                    raise RuntimeError(f"redis-server on {self.port} exited:\n{tail}")
+                return cli(self.port, "PING") == "PONG"
+            wait_for(up, 10, f"redis on {self.port}", reraise=RuntimeError)
         return self
 
     @property
@@ -150,7 +178,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Red
     """Three masters with cluster-enabled yes on loopback, slots assigned, cluster_state:ok."""
     need_redis()
     work = tmp_path_factory.mktemp("cluster")
-    nodes = [RedisProc(work, args=("--cluster-enabled", "yes", "--cluster-config-file",
+    nodes = [RedisProc(work, port=free_cluster_port(), args=("--cluster-enabled", "yes", "--cluster-config-file",
                                    "nodes.conf", "--cluster-node-timeout", "2000"))
              for _ in range(3)]
     try:
