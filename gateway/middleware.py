@@ -163,7 +163,8 @@ class GatewayMiddleware:
             if t == "http.response.start" or t == "websocket.http.response.start":
                 status[0] = msg["status"]
                 msg = dict(msg)
-                msg["headers"] = [*msg.get("headers", ()), rid_header]
+                msg["headers"] = [*(h for h in msg.get("headers", ())
+                                    if h[0].lower() != b"x-request-id"), rid_header]
             elif t == "websocket.accept":
                 status[0] = 101
             await send(msg)

@@ -85,9 +85,9 @@ class Signer:
         return jwt.encode(h, claims, self.key)
 
 
-def cognito_claims(issuer: str, client_id: str, **over: Any) -> dict[str, Any]:
+def cognito_claims(issuer: str, client: str, **over: Any) -> dict[str, Any]:
     now = int(time.time())
-    c: dict[str, Any] = {"iss": issuer, "sub": str(uuid.uuid4()), "client_id": client_id,
+    c: dict[str, Any] = {"iss": issuer, "sub": str(uuid.uuid4()), "client_id": client,
                          "token_use": "access", "scope": "aws.cognito.signin.user.admin",
                          "iat": now, "auth_time": now, "exp": now + 3600,
                          "jti": str(uuid.uuid4()), "origin_jti": str(uuid.uuid4()),
@@ -242,6 +242,15 @@ class Gateway:
             time.sleep(0.1)
         raise AssertionError("gateway not ready in time:\n" + "".join(self.lines[-20:]))
 
+    def wait_log(self, predicate: Any, timeout: float = 10) -> bool:
+        """True once a stderr line satisfies predicate (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(predicate(line) for line in list(self.lines)):
+                return True
+            time.sleep(0.05)
+        return False
+
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
@@ -255,3 +264,25 @@ class Gateway:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(5)
+
+
+def raw_request(base_url: str, request: bytes, timeout: float = 5) -> tuple[int, bytes]:
+    """Send bytes as they are (no client-side path normalisation); return (status, body)."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                length = [int(v) for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n")[1:])
+                          if k.strip().lower() == b"content-length"]
+                if length and len(body) >= length[0]:
+                    break
+    status = int(data.split(b" ", 2)[1]) if data else 0
+    return status, data.partition(b"\r\n\r\n")[2]
