@@ -103,7 +103,12 @@ def _port(sock: socket.socket) -> int:
 
 def _revoke_prog() -> tuple[str, dict[str, str]]:
     """How to run `poolgate revoke` from another shell, and any variable that needs."""
-    if shutil.which("poolgate"):
+    on_path = shutil.which("poolgate")
+    beside = Path(sys.executable).parent / "poolgate"     # this interpreter's own script
+    if beside.is_file():
+        same = on_path is not None and Path(on_path).resolve() == beside.resolve()
+        return ("poolgate" if same else str(beside)), {}
+    if on_path:
         return "poolgate", {}
     # not installed as a command (e.g. run from a checkout with `python -m gateway`)
     pkg_parent = str(Path(__file__).resolve().parents[2])
