@@ -79,8 +79,11 @@ def removed_names(engine: Engine) -> frozenset[bytes]:
     """Every header name the gateway sets or strips (canonical form), for this engine."""
     cached = getattr(engine, "_removed_names", None)
     if cached is None:
-        cached = (_ALWAYS_REMOVED | engine.identity.names | {b"authorization"}
-                  | {canonical(engine.config.downstream_credential.header.encode("ascii"))})
+        cfg = engine.config
+        role_headers = {canonical(m.role_request_header.encode("ascii"))
+                        for m in cfg.mappings.values() if m.role_request_header}
+        cached = (_ALWAYS_REMOVED | engine.identity.names | {b"authorization"} | role_headers
+                  | {canonical(cfg.downstream_credential.header.encode("ascii"))})
         engine._removed_names = cached  # type: ignore[attr-defined]
     return cached
 

@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from .config import Config
 
 from .errors import ConfigError
 
@@ -99,6 +102,7 @@ def _check(path: str) -> int:
     from .config import load_config  # noqa: PLC0415
     from .lint import lint  # noqa: PLC0415
     cfg = load_config(path, strict_env=False)
+    _build_decision_parts(cfg)
     for w in cfg.warnings:
         print(f"warning: {w}")
     findings = lint(cfg)
@@ -107,6 +111,19 @@ def _check(path: str) -> int:
     print(f"{path}: ok ({len(cfg.routes)} routes, {len(cfg.identity_sources)} identity sources, "
           f"{len(cfg.roles)} roles{', ' + str(len(findings)) + ' warnings' if findings else ''})")
     return 0
+
+
+def _build_decision_parts(cfg: "Config") -> None:
+    """Compile what serve would compile (routes, rules, statements, header templates), so
+    `check` fails on exactly what `serve` fails on, without starting anything."""
+    from .forward.identity import IdentityHeaders  # noqa: PLC0415
+    from .mapping import RoleMapper  # noqa: PLC0415
+    from .policy import PolicyEngine  # noqa: PLC0415
+    from .routes import Router  # noqa: PLC0415
+    Router(cfg.routes)
+    RoleMapper(cfg)
+    PolicyEngine(cfg)
+    IdentityHeaders(cfg.downstream_credential.identity_headers)
 
 
 if __name__ == "__main__":   # pragma: no cover

@@ -852,6 +852,9 @@ def parse_config(data: Any, *, source: str | None = None,
     upstreams = {}
     for uid in up_node.data:
         _check_id(uid, up_node.sub(uid))
+        if ":" in uid:
+            raise ConfigError(up_node.sub(uid), "an upstream id cannot contain ':' (resources "
+                                                "are written <upstream id>:<path pattern>)")
         upstreams[uid] = _upstream(uid, up_node.raw(uid), up_node.sub(uid))
 
     routes_raw = root.raw("routes", [])

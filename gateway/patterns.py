@@ -66,7 +66,7 @@ class PathPattern:
         return cls(source, re.compile(rx), names)
 
     def match(self, path: str) -> dict[str, str] | None:
-        m = self.regex.match(path)
+        m = self.regex.fullmatch(path)
         if m is None:
             return None
         return m.groupdict() if self.names else {}

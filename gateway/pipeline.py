@@ -11,7 +11,7 @@ from .config import Config, Route
 from .errors import Forbidden, InvalidToken, MissingToken, Unavailable
 from .extract import bearer_token
 from .mapping import RoleMapper
-from .policy import PolicyEngine
+from .policy import PolicyEngine, scopes_satisfied
 from .principal import Decision, Principal, RequestFacts, VerifiedToken
 from .revocation import RevocationStore, StoreError
 from .routes import Router
@@ -146,7 +146,7 @@ class Pipeline:
                                      decision_id=decision_id)
             return _with_rule(d, rule)
         # authenticated: required scopes only, no statements
-        if route.required_scopes and not _has_scope(route, scopes, token_use):
+        if not scopes_satisfied(route, scopes, token_use):
             return Decision(id=decision_id, allowed=False, role=principal.role,
                             reason="missing_scope", rule=rule,
                             detail=f"route {route.id} needs one of the scopes "
@@ -158,12 +158,6 @@ class Pipeline:
         return Decision(id=decision_id, allowed=True, role=principal.role,
                         reason="authenticated", rule=rule, permissions=perms,
                         detail=f"route {route.id} needs authentication only")
-
-
-def _has_scope(route: Route, scopes: tuple[str, ...], token_use: str | None) -> bool:
-    if token_use not in (None, "access"):
-        return False
-    return any(s in scopes for s in route.required_scopes)
 
 
 def _with_rule(d: Decision, rule: str | None) -> Decision:
