@@ -73,13 +73,11 @@ class Verifier:
     async def verify(self, token: str, *,
                      allowed_sources: tuple[str, ...] | None = None) -> VerifiedToken:
         """Verify ``token``; raise ``InvalidToken``/``TokenTooLarge``/``Unavailable``."""
-        if len(token) > self._cap(allowed_sources):
+        if len(token) > (self._cap_all if allowed_sources is None else self._cap(allowed_sources)):
             raise TokenTooLarge("token is larger than the accepted size")
-        if not token.isascii():
+        if not token.isascii():         # ascii: len(token) above is also its size in bytes
             raise InvalidToken("token is not base64url", code="bad_encoding")
         raw = token.encode("ascii")
-        if len(raw) > self._cap(allowed_sources):  # pragma: no cover - ascii: same length
-            raise TokenTooLarge("token is larger than the accepted size")
         digest = hashlib.sha256(raw).digest()
         entry = self._cache.get(digest)
         if entry is not None:

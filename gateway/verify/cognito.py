@@ -3,7 +3,7 @@ id, generic OIDC audience. Pure functions of (claims, source, now)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..config import IdentitySource
 from ..errors import InvalidToken
@@ -26,21 +26,29 @@ def _str_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
+def _time_ok(v: Any) -> bool:
+    return finite_number(v) and 0 <= v <= MAX_TIME
+
+
+def _aud_ok(v: Any) -> bool:
+    return isinstance(v, str) or _str_list(v)
+
+
+_KIND_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{n: (_time_ok, "a number of seconds") for n in _TIME_CLAIMS},
+    **{n: ((lambda v: isinstance(v, str)), "a string") for n in _STRING_CLAIMS},
+    **{n: (_str_list, "a list of strings") for n in _STRING_LIST_CLAIMS},
+    "aud": (_aud_ok, "a string or a list of strings"),
+}
+
+
 def check_types(claims: Mapping[str, Any]) -> None:
     """Strict types for the claims later stages rely on (a bool is not a number)."""
-    for name in _TIME_CLAIMS:
-        if name in claims:
-            v = claims[name]
-            if not finite_number(v) or not 0 <= v <= MAX_TIME:
-                raise _bad("bad_claim_type", f"claim {name} must be a number of seconds")
-    for name in _STRING_CLAIMS:
-        if name in claims and not isinstance(claims[name], str):
-            raise _bad("bad_claim_type", f"claim {name} must be a string")
-    for name in _STRING_LIST_CLAIMS:
-        if name in claims and not _str_list(claims[name]):
-            raise _bad("bad_claim_type", f"claim {name} must be a list of strings")
-    if "aud" in claims and not (isinstance(claims["aud"], str) or _str_list(claims["aud"])):
-        raise _bad("bad_claim_type", "claim aud must be a string or a list of strings")
+    checks = _KIND_CHECKS
+    for name, value in claims.items():      # one pass over the (few) claims present
+        check = checks.get(name)
+        if check is not None and not check[0](value):
+            raise _bad("bad_claim_type", f"claim {name} must be {check[1]}")
 
 
 def check_times(claims: Mapping[str, Any], now: float, skew: float) -> None:
