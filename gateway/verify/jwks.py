@@ -64,11 +64,12 @@ class _Source:
     failures: int = 0
     next_attempt: float = 0.0
 
-    @property
-    def stale_limit(self) -> float:
+    stale_limit: float = 0.0
+
+    def __post_init__(self) -> None:
         j = self.cfg.jwks
         # never expire keys before the next refresh could have replaced them
-        return max(j.max_stale_seconds, j.refresh_seconds + min(j.timeout_seconds, 5.0))
+        self.stale_limit = max(j.max_stale_seconds, j.refresh_seconds + min(j.timeout_seconds, 5.0))
 
 
 class JwksManager:
@@ -161,10 +162,9 @@ class JwksManager:
     def lookup(self, source_id: str, kid: str) -> Jwk | None:
         """Sync fast path: the current usable key for (source, kid), or None."""
         st = self._sources.get(source_id)
-        if st is None:
+        if st is None or st.fetched_at is None or self._clock() - st.fetched_at > st.stale_limit:
             return None
-        keys = self._usable(st, self._clock())
-        return keys.get(kid) if keys is not None else None
+        return st.keys.get(kid)
 
     def _retry_after(self, st: _Source) -> int:
         return max(1, min(60, int(st.next_attempt - self._clock() + 0.999)))

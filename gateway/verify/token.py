@@ -122,8 +122,10 @@ def _decode(text: str) -> Any:
     """
     if not ('" ' in text or '"\n' in text or '"\t' in text or '"\r' in text):
         value = _FAST.decode(text)
-        if isinstance(value, dict) and text.count('":') == _count_keys(value):
-            return value
+        if type(value) is dict:
+            keys = text.count('":')
+            if keys == len(value) or keys == _count_keys(value):   # flat payloads: first test
+                return value
     return _DECODER.decode(text)
 
 
@@ -382,5 +384,5 @@ def verify_signature(alg: str, key: Any, signing_input: bytes, signature: bytes)
 
 def finite_number(v: Any) -> bool:
     """A JSON number that is not a bool, NaN or infinite."""
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)
-            and (isinstance(v, int) or math.isfinite(v)))
+    t = type(v)                         # json yields exact int/float/bool: bool is excluded
+    return t is int or (t is float and math.isfinite(v))
