@@ -39,6 +39,7 @@ log = logging.getLogger("poolgate.revocation")
 
 PING_SECONDS = 1.0
 DOWN_AFTER_FAILURES = 2
+SUB_PING_SECONDS = 2.0
 
 
 class RedisStore:
@@ -62,6 +63,7 @@ class RedisStore:
         self._subscriber: asyncio.Task[None] | None = None
         self._node_turn = itertools.count()
         self._closed = False
+        self._sub_turn = 0                   # bumped to tell a running subscriber to stop
 
     # ------------------------------------------------------------------ clients
 
@@ -115,6 +117,8 @@ class RedisStore:
 
     async def aclose(self) -> None:
         self._closed = True
+        self._sub_turn += 1
+        self._wake.set()
         tasks = [t for t in (self._supervisor, self._subscriber) if t is not None]
         self._supervisor = self._subscriber = None
         for task in tasks:
@@ -151,7 +155,10 @@ class RedisStore:
     async def _supervise(self) -> None:
         failures = 0
         while not self._closed:
-            if await self._ping():
+            ok = await self._ping()
+            if self._closed:      # redis-py may swallow a cancel mid-command: check the flag
+                return
+            if ok:
                 if not self._up:
                     log.warning("revocation store redis answering again")
                 failures, self._up, interval = 0, True, PING_SECONDS
@@ -172,37 +179,61 @@ class RedisStore:
                 await asyncio.wait_for(self._wake.wait(), interval)
 
     async def _drop_subscription(self) -> None:
+        self._sub_turn += 1
+        self._subscribed = False
+        if self._cache is not None:
+            self._cache.clear()
         task, self._subscriber = self._subscriber, None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await asyncio.wait([task], timeout=2)
 
     async def _subscribe(self) -> None:
+        """Hold the invalidation subscription; the near-cache is live only while it is.
+
+        redis-py reconnects and resubscribes a pubsub connection by itself, silently losing
+        what was published in between: a hook on every (re)connect marks the cache unusable
+        and clears it, and only the SUBSCRIBE confirmation that follows makes it usable again.
+        """
         assert self._cache is not None
+        cache = self._cache
+        turn = self._sub_turn
         client, owned = self._pubsub_client()
         pubsub = client.pubsub()
+        hook = _ConnectHook(self, turn, pubsub.on_connect)   # held here: redis keeps a weakref
+        pubsub.on_connect = hook.on_connect
         try:
             async with asyncio.timeout(self._timeout + self._connect_timeout):
                 await pubsub.subscribe(self._channel)
-                while True:
-                    msg = await pubsub.get_message(timeout=self._timeout)
-                    if msg is not None and msg.get("type") == "subscribe":
-                        break
-            self._cache.clear()             # whatever we cached before may have missed writes
-            self._subscribed = True
-            log.info("revocation near-cache subscribed to %s", self._channel)
-            while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if msg is not None and msg.get("type") == "message":
-                    self._on_message(msg.get("data"))
+            last_seen = last_ping = time.monotonic()
+            while turn == self._sub_turn:
+                # ignore_subscribe_messages=False: we need the confirmations, and redis-py 8
+                # parses a decoded PONG as type "P" (dropped as a subscribe message otherwise)
+                msg = await pubsub.get_message(timeout=0.5)
+                now = time.monotonic()
+                if msg is not None:
+                    last_seen = now
+                    kind = msg.get("type")
+                    if kind == "message":
+                        self._on_message(msg.get("data"))
+                    elif kind == "subscribe" and turn == self._sub_turn:
+                        cache.clear()       # whatever was cached may have missed writes
+                        self._subscribed = True
+                        log.info("revocation near-cache subscribed to %s", self._channel)
+                if now - last_ping >= SUB_PING_SECONDS:      # a half-open socket stays silent:
+                    last_ping = now                          # PING it and expect a reply
+                    async with asyncio.timeout(self._timeout):
+                        await pubsub.ping()
+                if now - last_seen > SUB_PING_SECONDS + 2 * self._timeout + 0.5:
+                    raise StoreError("invalidation channel silent (no pong)")
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - the supervisor retries
             log.warning("revocation invalidation channel lost: %r", e)
         finally:
-            self._subscribed = False
-            self._cache.clear()
+            if turn == self._sub_turn:      # a dropped (stale) subscriber leaves state alone
+                self._subscribed = False
+                cache.clear()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1):
                     await pubsub.aclose()
@@ -339,3 +370,17 @@ class RedisStore:
             self._invalidate(kind, value)
         return bool(n)
 
+
+
+class _ConnectHook:
+    """Runs before redis-py's own pubsub on_connect (which resubscribes): cache unusable."""
+
+    def __init__(self, store: RedisStore, turn: int, inner: Any) -> None:
+        self.store, self.turn, self.inner = store, turn, inner
+
+    async def on_connect(self, conn: Any) -> None:
+        store = self.store
+        if self.turn == store._sub_turn and store._cache is not None:
+            store._subscribed = False
+            store._cache.clear()
+        await self.inner(conn)

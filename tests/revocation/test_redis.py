@@ -258,3 +258,21 @@ async def test_start_with_redis_down_then_up(tmp_path, prefix: str) -> None:  # 
     finally:
         await store.aclose()
         proc.stop()
+
+
+async def test_lost_subscription_bypasses_then_resubscribes(stores, shared_redis: RedisProc,  # type: ignore[no-untyped-def]
+                                                            prefix: str) -> None:
+    """Redis drops the pubsub connection: a write whose PUBLISH nobody heard is still
+    enforced (the cache is cleared and bypassed until resubscribed), and the channel comes back."""
+    store = await stores()
+    tok = make_token(jti="ps1", sub="ps-user")
+    assert await store.revoked(tok) is None                    # cached negative
+    cli(shared_redis.port, "CLIENT", "KILL", "TYPE", "pubsub")
+    cli(shared_redis.port, "SET", f"{prefix}jti:ps1", "1", "EX", "60")
+    cli(shared_redis.port, "PUBLISH", f"{prefix}revocations", "jti:ps1")   # heard by no one
+    t0 = time.perf_counter()
+    while await store.revoked(tok) is None:
+        assert time.perf_counter() - t0 < 1.0
+        await asyncio.sleep(0.005)
+    assert await store.wait_subscribed(5)
+    print(f"\nlost subscription: enforced after {(time.perf_counter() - t0) * 1000:.1f} ms")
