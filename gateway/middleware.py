@@ -95,7 +95,12 @@ class GatewayMiddleware:
         except Exception:
             if got_startup:
                 raise
-            # the host app has no lifespan handler: speak the protocol for it
+            # the host app has no lifespan handler (it raised): speak the protocol for it
+            await self._own_lifespan(receive, send)
+            return
+        if not got_startup:
+            # it returned without reading the startup message (``if scope["type"] != "http":
+            # return``): the keys must still load before the first request
             await self._own_lifespan(receive, send)
 
     async def _own_lifespan(self, receive: Receive, send: Send) -> None:
@@ -128,6 +133,8 @@ class GatewayMiddleware:
             peer, engine.config.listen.trusted_proxies)
         rid = request_id(headers, trusted=trusted)
         status = [0]
+        if kind == "websocket":
+            receive = _ConnectTracker(receive)
         route_id = "-"
         code = decision = role = None
         outcome = None
@@ -139,7 +146,7 @@ class GatewayMiddleware:
                            engine.config.listen.trusted_proxies)
             ws_token = None
             if kind == "websocket":
-                ws_token = websocket_protocol_token(headers, WS_PROTOCOL_PREFIX)
+                ws_token = _websocket_token(headers)
             outcome = await engine.pipeline.authorize(headers, scope.get("query_string", b""),
                                                       facts, token=ws_token)
         except GatewayError as e:
@@ -156,6 +163,10 @@ class GatewayMiddleware:
         inner["poolgate"] = RequestContext(outcome, path, rid, peer, trusted, engine, facts)
         if not self.proxy:
             inner["headers"] = _without(headers, engine)
+        if kind == "websocket":
+            # the app must not echo a bearer.<token> entry back as the accepted subprotocol
+            inner["subprotocols"] = [p for p in scope.get("subprotocols", ())
+                                     if not p.startswith(WS_PROTOCOL_PREFIX)]
         rid_header = (b"x-request-id", rid.encode("ascii"))
 
         async def send_with_id(msg: dict[str, Any]) -> None:
@@ -167,6 +178,9 @@ class GatewayMiddleware:
                                     if h[0].lower() != b"x-request-id"), rid_header]
             elif t == "websocket.accept":
                 status[0] = 101
+                msg = dict(msg)
+                msg["headers"] = [*(h for h in msg.get("headers", ())
+                                    if h[0].lower() != b"x-request-id"), rid_header]
             await send(msg)
 
         try:
@@ -216,11 +230,37 @@ class GatewayMiddleware:
                 "code": code, "role": role, "latency_ms": round(elapsed * 1000, 3)}})
 
 
+class _ConnectTracker:
+    """``receive`` for a WebSocket, remembering whether ``websocket.connect`` was read (a
+    refusal after the app, e.g. the proxy's 502, must not wait for it a second time)."""
+
+    __slots__ = ("receive", "connected")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive, self.connected = receive, False
+
+    async def __call__(self) -> dict[str, Any]:
+        msg = await self.receive()
+        if msg["type"] == "websocket.connect":
+            self.connected = True
+        return msg
+
+
+def _websocket_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """A ``bearer.<token>`` subprotocol entry; with an Authorization header too, 400."""
+    token = websocket_protocol_token(headers, WS_PROTOCOL_PREFIX)
+    if token is not None and any(k.lower() == b"authorization" for k, _ in headers):
+        raise InvalidRequest("a token in both Authorization and Sec-WebSocket-Protocol",
+                             code="multiple_credentials")
+    return token
+
+
 async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, status: int,
                             hdrs: list[tuple[bytes, bytes]], body: bytes) -> None:
-    msg = await receive()
-    if msg["type"] != "websocket.connect":
-        return
+    if not getattr(receive, "connected", False):
+        msg = await receive()
+        if msg["type"] != "websocket.connect":
+            return
     if "websocket.http.response" in scope.get("extensions", {}):
         await send({"type": "websocket.http.response.start", "status": status, "headers": hdrs})
         await send({"type": "websocket.http.response.body", "body": body})
