@@ -88,7 +88,7 @@ class Verifier:
                 return hit
         if self._miss is not None:
             self._miss.inc()
-        return await self._verify(token, digest, allowed_sources)
+        return await self._verify(token, raw, digest, allowed_sources)
 
     def _from_cache(self, e: _Entry, digest: bytes,
                     allowed: tuple[str, ...] | None) -> VerifiedToken | None:
@@ -105,9 +105,9 @@ class Verifier:
         self._cache.move_to_end(digest)
         return e.token
 
-    async def _verify(self, token: str, digest: bytes,
+    async def _verify(self, token: str, raw: bytes, digest: bytes,
                       allowed: tuple[str, ...] | None) -> VerifiedToken:
-        jws = split_compact(token, self._headers)
+        jws = split_compact(token, self._headers, raw)
         alg, kid = check_header(jws.header, SUPPORTED_ALGS)   # the source's own list: below
         claims = parse_json_object(jws.payload)
         iss = claims.get("iss")
@@ -115,8 +115,9 @@ class Verifier:
             raise InvalidToken("token has no issuer", code="missing_claim")
         if not isinstance(iss, str):
             raise InvalidToken("claim iss must be a string", code="bad_claim_type")
-        candidates = [s for s in self._by_issuer.get(iss, ())
-                      if allowed is None or s.id in allowed]
+        candidates = self._by_issuer.get(iss, ())
+        if allowed is not None:
+            candidates = [s for s in candidates if s.id in allowed]
         if not candidates:
             raise InvalidToken("token issuer is not accepted here", code="bad_issuer")
         first: GatewayError | None = None

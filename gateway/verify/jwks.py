@@ -212,6 +212,10 @@ class JwksManager:
         except FetchError as exc:
             self._failed(st, str(exc))
             return False
+        except Exception as exc:        # a bug must not kill the refresh loop: log, retry
+            log.exception("jwks refresh error source=%s", source_id)
+            self._failed(st, f"{type(exc).__name__}: {exc}")
+            return False
         now = self._clock()
         st.keys, st.fetched_at, st.error, st.failures = keys, now, None, 0
         if self._metrics is not None:

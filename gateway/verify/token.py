@@ -150,7 +150,8 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     return value
 
 
-def split_compact(token: str, headers: dict[str, dict[str, Any]] | None = None) -> UnverifiedToken:
+def split_compact(token: str, headers: dict[str, dict[str, Any]] | None = None,
+                  raw: bytes | None = None) -> UnverifiedToken:
     """Compact JWS only: three segments, strict base64url, a JSON object header.
 
     ``headers`` memoises decoded header segments (an issuer's tokens share a handful); callers
@@ -170,7 +171,8 @@ def split_compact(token: str, headers: dict[str, dict[str, Any]] | None = None) 
             headers[parts[0]] = header
     payload = b64url_decode(parts[1])
     signature = b64url_decode(parts[2])
-    signing_input = token[: len(parts[0]) + 1 + len(parts[1])].encode("ascii")
+    end = len(parts[0]) + 1 + len(parts[1])
+    signing_input = raw[:end] if raw is not None else token[:end].encode("ascii")
     return UnverifiedToken(header, payload, signing_input, signature)
 
 
