@@ -15,6 +15,7 @@ Scenarios (``--only`` names):
   tokens10k  (c) as (b) with 10,000 distinct tokens
   policy     (d) auth: policy (role with statements + path variable), downstream credential on
   redis      (e) as (d) plus revocation store: redis (127.0.0.1:6379, private key prefix)
+  redis_nocache (e') as (e) with `invalidation: none`: every request asks Redis (worst case)
   workers2   (d) with ``serve --workers 2``
   naive      (f) Starlette + httpx + PyJWT per request (tests/bench/naive_proxy.py)
   haproxy    (g) HAProxy >= 2.5 with native jwt_verify (RS256, PEM public key), nbthread 1
@@ -48,14 +49,15 @@ import issuer  # noqa: E402
 import procs  # noqa: E402
 from procs import Proc, RssSampler  # noqa: E402
 
-ALL = ["direct", "poolgate", "tokens10k", "policy", "redis", "workers2", "naive", "haproxy",
-       "micro"]
+ALL = ["direct", "poolgate", "tokens10k", "policy", "redis", "redis_nocache", "workers2", "naive",
+       "haproxy", "micro"]
 LABELS = {
     "direct": "(a) direct upstream",
     "poolgate": "(b) poolgate, 1 token, auth: authenticated",
     "tokens10k": "(c) poolgate, 10,000 distinct tokens",
     "policy": "(d) poolgate, auth: policy + downstream credential",
     "redis": "(e) as (d) + Redis revocation",
+    "redis_nocache": "(e') as (e), near-cache off (Redis per request)",
     "workers2": "(d) with --workers 2",
     "naive": "(f) naive Starlette + httpx + PyJWT",
     "haproxy": "(g) HAProxy jwt_verify (nbthread 1)",
@@ -251,7 +253,8 @@ def signing_key_file(b: Bench) -> Path:
     return path
 
 
-def poolgate_config(b: Bench, *, policy: bool, redis_prefix: str | None = None) -> dict[str, Any]:
+def poolgate_config(b: Bench, *, policy: bool, redis_prefix: str | None = None,
+                    near_cache: bool = True) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "version": 1,
         "listen": {"host": "127.0.0.1", "port": 0},
@@ -287,7 +290,8 @@ def poolgate_config(b: Bench, *, policy: bool, redis_prefix: str | None = None) 
     if redis_prefix is not None:
         cfg["revocation"] = {"store": "redis", "on_error": "deny",
                              "redis": {"url": "redis://127.0.0.1:6379/0",
-                                       "key_prefix": redis_prefix}}
+                                       "key_prefix": redis_prefix,
+                                       "invalidation": "pubsub" if near_cache else "none"}}
     return cfg
 
 
@@ -321,14 +325,15 @@ def start_poolgate(b: Bench, name: str, cfg: dict[str, Any], workers: int = 1) -
 
 def scenario_poolgate(b: Bench, name: str) -> dict[str, Any]:
     redis_prefix = None
-    if name == "redis":
+    if name in ("redis", "redis_nocache"):
         err = redis_unavailable()
         if err:
             return {"label": LABELS[name], "status": "skipped", "note": err}
         redis_prefix = f"poolgate-bench-{uuid.uuid4().hex[:12]}:"
-    policy = name in ("policy", "redis", "workers2", "profile")
+    policy = name in ("policy", "redis", "redis_nocache", "workers2", "profile")
     workers = 2 if name == "workers2" else 1
-    cfg = poolgate_config(b, policy=policy, redis_prefix=redis_prefix)
+    cfg = poolgate_config(b, policy=policy, redis_prefix=redis_prefix,
+                          near_cache=name != "redis_nocache")
     n = 10_000 if name == "tokens10k" else 1
     p = None
     try:
@@ -475,8 +480,8 @@ def profile(b: Bench, p: Proc, port: int) -> dict[str, Any]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         return {"label": LABELS["profile"], "status": "skipped", "note": "py-spy not installed"}
-    raw = HERE / "results" / "profile-policy.raw"
-    raw.parent.mkdir(exist_ok=True)
+    raw = b.args.json.parent / f"{b.args.json.stem}-profile-policy.raw"
+    raw.parent.mkdir(parents=True, exist_ok=True)
     targets = b.targets_file(1)
     run_load(b, f"http://127.0.0.1:{port}", targets, b.args.warmup)
     secs = max(3, round(b.args.duration))
@@ -491,7 +496,7 @@ def profile(b: Bench, p: Proc, port: int) -> dict[str, Any]:
     if not raw.exists():
         return {"label": LABELS["profile"], "status": "failed", "note": s.tail()}
     top_self, top_incl, total = summarize_profile(raw)
-    summary = HERE / "results" / "profile-policy.txt"
+    summary = raw.with_suffix(".txt")
     with open(summary, "w") as f:
         f.write(f"py-spy, scenario (d), {total} samples, {r['rps']} req/s under the profiler\n\n")
         f.write("self %   function\n")
@@ -502,7 +507,7 @@ def profile(b: Bench, p: Proc, port: int) -> dict[str, Any]:
             f.write(f"{pct:6.1f}  {fn}\n")
     return {"label": LABELS["profile"], "status": "ok", "samples": total, "rps": r["rps"],
             "top_self": top_self[:25], "top_inclusive": top_incl[:40],
-            "summary_file": str(summary.relative_to(REPO))}
+            "summary_file": str(summary)}
 
 
 def summarize_profile(raw: Path) -> tuple[list[tuple[str, float]], list[tuple[str, float]], int]:
@@ -544,6 +549,7 @@ def machine(b: Bench) -> dict[str, Any]:
     if b.generator == "wrk":
         wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
     return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "gateway_code": gateway_revision(),
             "nproc": os.cpu_count(), "cpu_model": cpu,
             "python": platform.python_version(), "platform": platform.platform(),
             "generator": "wrk (" + wrk_v + ", 2 threads, Lua per-request headers)"
@@ -552,6 +558,18 @@ def machine(b: Bench) -> dict[str, Any]:
             "upstream": b.upstream_kind, "connections": b.args.connections,
             "duration_s": b.args.duration, "warmup_s": b.args.warmup, "quick": b.args.quick,
             "loadavg_at_start": b.loadavg_at_start}
+
+
+def gateway_revision() -> str:
+    """The commit the gateway ran from, and whether gateway/ had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "gateway"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes in gateway/' if dirty else ''}"
 
 
 def targets(res: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -590,6 +608,12 @@ def targets(res: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         lambda v: v <= 30, "{:.1f} ms")
     add("revocation cost (e vs d)", "<= 5%", (1 - e / d) * 100 if e and d else None,
         lambda v: v <= 5, "{:.1f}%")
+    ec = cpu("redis")
+    add("revocation cost (e vs d), by CPU/request", "<= 5%",
+        (ec / dc - 1) * 100 if ec and dc else None, lambda v: v <= 5, "{:.1f}%")
+    e2 = rps("redis_nocache")
+    add("revocation cost, near-cache off (e' vs d)", "(reported)",
+        (1 - e2 / d) * 100 if e2 and d else None, lambda v: True, "{:.1f}%")
     idle = res.get("poolgate", {}).get("idle_rss_mb")
     add("RSS idle (gateway process)", "<= 64 MB", idle, lambda v: v <= 64, "{:.1f} MB")
     c_rss = res.get("tokens10k", {}).get("peak_rss_mb")
@@ -616,7 +640,7 @@ def write_markdown(path: Path, meta: dict[str, Any], res: dict[str, dict[str, An
     L = ["# poolgate benchmark results", "",
          "Generated by `tests/bench/run.py` (do not edit by hand; re-run to refresh).", "",
          "## Machine", "", "| | |", "|---|---|"]
-    for k in ("date", "nproc", "cpu_model", "python", "platform", "generator", "upstream",
+    for k in ("date", "gateway_code", "nproc", "cpu_model", "python", "platform", "generator", "upstream",
               "connections", "duration_s", "warmup_s", "loadavg_at_start"):
         L.append(f"| {k} | {meta.get(k)} |")
     L += ["", "## Scenarios", "",
