@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -383,8 +382,3 @@ def verify_signature(alg: str, key: Any, signing_input: bytes, signature: bytes)
     except (InvalidSignature, ValueError, KeyError):
         raise _bad("bad_signature", "token signature is invalid") from None
 
-
-def finite_number(v: Any) -> bool:
-    """A JSON number that is not a bool, NaN or infinite."""
-    t = type(v)                         # json yields exact int/float/bool: bool is excluded
-    return t is int or (t is float and math.isfinite(v))
