@@ -1,14 +1,10 @@
 """The Redis revocation store (standalone, Sentinel, Cluster) with a pubsub-fed near-cache.
 
-Key format: see ``gateway.revocation.entries``. Per lookup, up to three keys (jti, ojti, sub)
-in one round trip: MGET in standalone/Sentinel, pipelined single-key GETs in Cluster (never a
-cross-slot multi-key command). Every Redis call is bounded by ``timeout_ms`` with
-``asyncio.timeout`` as well as the socket timeouts, so a hung Redis never holds a request.
-
-One background task (the supervisor) PINGs every second; two failures in a row mark the store
-down (``healthy()`` False, lookups fail fast with ``StoreError``: fail closed), and it keeps
-pinging with a short backoff until Redis answers again. While up, it keeps a subscription to
-``<key_prefix>revocations``; the near-cache is used only while that subscription is live.
+Key format: see ``entries``. A lookup reads up to 3 keys in one round trip (MGET; in Cluster
+pipelined single-key GETs, never a cross-slot command), bounded by ``timeout_ms`` via
+``asyncio.timeout`` as well as socket timeouts. A supervisor task PINGs every second: two
+failures mark the store down (``healthy()`` False, lookups fail fast: fail closed) until a
+PING answers again. The near-cache is used only while the invalidation subscription is live.
 """
 
 from __future__ import annotations
@@ -20,17 +16,11 @@ import logging
 import math
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-import redis.asyncio as aredis
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
 
 from ..config import RedisConfig
 from ..metrics import Metrics
 from ..principal import VerifiedToken
+from .clients import ConnectHook, make_client, node_client
 from .entries import (CHANNEL, Entry, StoreError, check_value, message, parse_message,
                       parse_not_before, redis_key, redis_value, sub_revokes, token_keys)
 from .nearcache import MISSING, NearCache
@@ -53,7 +43,7 @@ class RedisStore:
         self._connect_timeout = cfg.connect_timeout_ms / 1000
         self._channel = cfg.key_prefix + CHANNEL
         self._cluster = cfg.mode == "cluster"
-        self._client: Any = self._make_client()
+        self._client: Any = make_client(cfg)
         self._cache = (NearCache(max_entries=near_cache_entries, max_age=near_cache_max_age)
                        if cfg.invalidation == "pubsub" else None)
         self._up = True                      # optimistic until the supervisor says otherwise
@@ -64,27 +54,7 @@ class RedisStore:
         self._node_turn = itertools.count()
         self._closed = False
         self._sub_turn = 0                   # bumped to tell a running subscriber to stop
-
-    # ------------------------------------------------------------------ clients
-
-    def _kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {"socket_connect_timeout": self._connect_timeout,
-                              "socket_timeout": self._timeout, "decode_responses": True,
-                              "retry": Retry(NoBackoff(), 1)}
-        if self._cfg.password:
-            kw["password"] = self._cfg.password
-        return kw
-
-    def _make_client(self) -> Any:
-        cfg = self._cfg
-        if cfg.mode == "cluster":
-            return RedisCluster.from_url(cfg.url, **self._kwargs())
-        if cfg.mode == "sentinel":
-            sentinel_kw = {"socket_connect_timeout": self._connect_timeout,
-                           "socket_timeout": self._timeout}
-            sentinel = Sentinel(list(cfg.sentinels), sentinel_kwargs=sentinel_kw, **self._kwargs())
-            return sentinel.master_for(cfg.service_name)
-        return aredis.Redis.from_url(cfg.url, **self._kwargs())
+        self._counters: dict[str, Any] = {}
 
     def _pubsub_client(self) -> tuple[Any, bool]:
         """(client, owned). Cluster: a plain connection to one node, rotating on each attempt
@@ -95,11 +65,7 @@ class RedisStore:
         if not nodes:
             raise StoreError("cluster topology not known yet")
         node = nodes[next(self._node_turn) % len(nodes)]
-        parts = urlsplit(self._cfg.url)
-        userinfo = parts.netloc.rpartition("@")[0]
-        netloc = (userinfo + "@" if userinfo else "") + f"{node.host}:{node.port}"
-        url = urlunsplit((parts.scheme, netloc, "", "", ""))
-        return aredis.Redis.from_url(url, **self._kwargs()), True
+        return node_client(self._cfg, node.host, node.port), True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -198,9 +164,18 @@ class RedisStore:
         assert self._cache is not None
         cache = self._cache
         turn = self._sub_turn
-        client, owned = self._pubsub_client()
+        try:
+            client, owned = self._pubsub_client()
+        except Exception as e:  # noqa: BLE001 - e.g. cluster not reachable yet: retried
+            log.warning("revocation invalidation channel: no node to subscribe on: %r", e)
+            return
         pubsub = client.pubsub()
-        hook = _ConnectHook(self, turn, pubsub.on_connect)   # held here: redis keeps a weakref
+        def unusable() -> None:
+            if turn == self._sub_turn:
+                self._subscribed = False
+                cache.clear()
+
+        hook = ConnectHook(unusable, pubsub.on_connect)   # held here: redis keeps a weakref
         pubsub.on_connect = hook.on_connect
         try:
             async with asyncio.timeout(self._timeout + self._connect_timeout):
@@ -280,7 +255,11 @@ class RedisStore:
 
     def _count(self, result: str) -> None:
         if self._metrics is not None:
-            self._metrics.revocation_lookups.labels(result=result).inc()
+            counter = self._counters.get(result)
+            if counter is None:
+                counter = self._counters[result] = \
+                    self._metrics.revocation_lookups.labels(result=result)
+            counter.inc()
 
     async def _revoked(self, token: VerifiedToken) -> str | None:
         keys = token_keys(token)
@@ -371,16 +350,3 @@ class RedisStore:
         return bool(n)
 
 
-
-class _ConnectHook:
-    """Runs before redis-py's own pubsub on_connect (which resubscribes): cache unusable."""
-
-    def __init__(self, store: RedisStore, turn: int, inner: Any) -> None:
-        self.store, self.turn, self.inner = store, turn, inner
-
-    async def on_connect(self, conn: Any) -> None:
-        store = self.store
-        if self.turn == store._sub_turn and store._cache is not None:
-            store._subscribed = False
-            store._cache.clear()
-        await self.inner(conn)
