@@ -156,22 +156,25 @@ def split_compact(token: str, headers: dict[str, dict[str, Any]] | None = None,
     ``headers`` memoises decoded header segments (an issuer's tokens share a handful); callers
     must treat the returned header as read-only.
     """
-    parts = token.split(".")
-    if len(parts) == 5:
+    dots = token.count(".")
+    if dots == 4:
         raise _bad("unsupported_token_type", "encrypted tokens (JWE) are not accepted")
-    if len(parts) != 3 or not parts[0]:
+    i = token.find(".")
+    if dots != 2 or i == 0:
         raise _bad("malformed_token", "token is not a compact JWS (header.payload.signature)")
-    header = headers.get(parts[0]) if headers is not None else None
+    j = token.find(".", i + 1)
+    data = raw if raw is not None else token.encode("ascii", "replace")
+    head = token[:i]
+    header = headers.get(head) if headers is not None else None
     if header is None:
-        header = parse_json_object(b64url_decode(parts[0]))
+        header = parse_json_object(b64url_decode(data[:i]))
         if headers is not None:
             if len(headers) >= 256:
                 headers.clear()
-            headers[parts[0]] = header
-    payload = b64url_decode(parts[1])
-    signature = b64url_decode(parts[2])
-    end = len(parts[0]) + 1 + len(parts[1])
-    signing_input = raw[:end] if raw is not None else token[:end].encode("ascii")
+            headers[head] = header
+    payload = b64url_decode(data[i + 1:j])
+    signature = b64url_decode(data[j + 1:])
+    signing_input = data[:j]
     return UnverifiedToken(header, payload, signing_input, signature)
 
 
