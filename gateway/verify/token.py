@@ -98,7 +98,7 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant)
-_FAST = json.JSONDecoder(parse_constant=_no_constant)
+_SCAN = json.JSONDecoder(parse_constant=_no_constant).scan_once
 
 
 def _count_keys(value: Any) -> int:
@@ -119,9 +119,12 @@ def _decode(text: str) -> Any:
     extra '":' can come from an escaped quote inside a string; so if the '":' count equals the
     number of keys parsed, no key was repeated. Otherwise re-decode with the checking hook.
     """
-    if not ('" ' in text or '"\n' in text or '"\t' in text or '"\r' in text):
-        value = _FAST.decode(text)
-        if type(value) is dict:
+    if text[:1] == "{" and not ('" ' in text or '"\n' in text or '"\t' in text or '"\r' in text):
+        try:
+            value, end = _SCAN(text, 0)    # the C scanner without decode()'s regex wrapping
+        except StopIteration:
+            raise ValueError("not JSON") from None
+        if end == len(text) and type(value) is dict:
             keys = text.count('":')
             if keys == len(value) or keys == _count_keys(value):   # flat payloads: first test
                 return value
