@@ -94,3 +94,14 @@ def test_build_store() -> None:
     assert build_store(RevocationConfig(store="none")) is None
     s = build_store(RevocationConfig(store="memory"))
     assert s is not None and s.name == "memory"
+
+
+def test_require_redis_turns_a_skip_into_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    from . import conftest
+    monkeypatch.setattr(conftest, "REDIS_SERVER", None)
+    monkeypatch.setenv("POOLGATE_REQUIRE_REDIS", "1")
+    with pytest.raises(pytest.fail.Exception):
+        conftest.need_redis()
+    monkeypatch.delenv("POOLGATE_REQUIRE_REDIS")
+    with pytest.raises(pytest.skip.Exception):
+        conftest.need_redis()
