@@ -223,7 +223,7 @@ async def test_hung_redis_never_blocks_past_timeout(redis_proc: RedisProc, prefi
                     await store.revoked(make_token(jti=f"h{t0}", sub=f"h{t0}"))
                 except StoreError:
                     saw_error = True
-                assert time.perf_counter() - t0 < 0.6      # timeout_ms + a little
+                assert time.perf_counter() - t0 < 1.0      # timeout_ms + scheduling slack (< 2 s)
             assert saw_error and not store.healthy()
             with pytest.raises(StoreError):
                 await store.revoked(tok)                   # cache bypassed while down
