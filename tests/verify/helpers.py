@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from gateway.config import IdentitySource, JwksSettings
+from gateway.config import IdentitySource
 from gateway.verify import JwksManager, Verifier
 
 POOL = "eu-west-1_AbCdEf123"
@@ -189,5 +189,3 @@ def build(sources: list[IdentitySource] | None = None, endpoint: JwksEndpoint | 
     mgr = JwksManager(sources, client=endpoint.client(), clock=mono)
     return Verifier(sources, mgr, clock=wall, **kw), mgr, endpoint, wall, mono
 
-
-__all__ = ["JwksSettings"]

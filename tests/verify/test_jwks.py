@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 
 import pytest
 
@@ -16,7 +15,7 @@ from gateway.errors import InvalidToken, Unavailable
 from gateway.metrics import Metrics
 from gateway.verify import JwksManager
 
-from .helpers import (ISS, FakeClock, JwksEndpoint, cognito_source, jwk_of, make_token,
+from .helpers import (FakeClock, JwksEndpoint, cognito_source, jwk_of, make_token,
                       oidc_source, rsa_key, build)
 
 

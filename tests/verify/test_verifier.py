@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 
 import pytest
 
@@ -13,7 +12,7 @@ from gateway.metrics import Metrics
 from gateway.verify import JwksManager, Verifier
 
 from .helpers import (JwksEndpoint, access_claims, build, cognito_source, make_token,
-                      oidc_source, rsa_key)
+                      oidc_source)
 
 
 def _cache_counts(metrics: Metrics) -> tuple[float, float]:
