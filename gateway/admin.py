@@ -5,7 +5,7 @@ None of these is served on the proxy listener. Only /revocations needs the admin
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,12 +37,25 @@ def build_admin_app(current: Callable[[], Engine]) -> Starlette:
         keys = signer.public_jwks() if signer is not None else {"keys": []}
         return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})
 
+    handlers: dict[int, Any] = {}
+
+    def handler_for(engine: Engine) -> Any:
+        """Built once per engine (a reload makes a new one)."""
+        handler = handlers.get(id(engine))
+        if handler is None:
+            cfg = engine.config
+            skews = {iss: s.clock_skew_seconds for s in cfg.identity_sources for iss in s.issuers}
+            top = max(skews.values(), default=60.0)
+            handler = revocations_endpoint(
+                lambda: engine.store, admin_token=cfg.admin.token, config=cfg.revocation,
+                clock=engine.clock, skew=top, token_verifier=engine.verifier.verify,
+                skew_for_token=lambda claims: skews.get(claims.get("iss"), top))
+            handlers.clear()
+            handlers[id(engine)] = handler
+        return handler
+
     async def revocations(request: Request) -> Response:
-        engine = current()
-        cfg = engine.config
-        handler = revocations_endpoint(lambda: engine.store, admin_token=cfg.admin.token,
-                                       config=cfg.revocation, clock=engine.clock)
-        return await handler(request)
+        return await handler_for(current())(request)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return PlainTextResponse("not found", status_code=404)

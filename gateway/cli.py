@@ -70,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if args.command in ("check", "explain") else 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:            # expected failures of revoke: a message, no traceback
+        from .revocation.api import RevokeError  # noqa: PLC0415
+        if isinstance(e, RevokeError):
+            print(f"poolgate: {e}", file=sys.stderr)
+            return 1
+        raise
 
 
 def _run(args: argparse.Namespace) -> int:
