@@ -90,10 +90,16 @@ class GatewayMiddleware:
                 await self.shutdown()
             return msg
 
+        async def wrapped_send(msg: dict[str, Any]) -> None:
+            if msg["type"] == "lifespan.startup.failed":
+                await self.shutdown()          # the host app will not serve: stop our tasks too
+            await send(msg)
+
         try:
-            await self.app(scope, wrapped, send)
+            await self.app(scope, wrapped, wrapped_send)
         except Exception:
             if got_startup:
+                await self.shutdown()
                 raise
             # the host app has no lifespan handler (it raised): speak the protocol for it
             await self._own_lifespan(receive, send)

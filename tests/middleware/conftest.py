@@ -30,8 +30,14 @@ class LiveServer:
                              timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(cfg)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()),
-                                       daemon=True)
+        self.exit_code: Any = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve())
+        except SystemExit as e:            # uvicorn exits 3 when the app's start-up fails
+            self.exit_code = e.code
 
     def start(self) -> "LiveServer":
         self.thread.start()

@@ -241,3 +241,21 @@ def test_lifespan_off_starts_the_engine_on_the_first_request(config_path, serve,
     assert mw.engine.started
     assert r.status_code in (200, 503)          # keys may still be loading: never a 401
     assert wait_until(lambda: httpx.get(srv.url + "/me", headers=bearer(token())).status_code == 200)
+
+
+def test_a_failed_host_startup_stops_the_engine_too(config_path):
+    from .conftest import LiveServer
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        raise RuntimeError("database unreachable")
+        yield
+
+    mw = GatewayMiddleware(Starlette(routes=[Route("/me", me)], lifespan=lifespan),
+                           config=config_path)
+    srv = LiveServer(mw)
+    with pytest.raises(RuntimeError, match="exited during start-up"):
+        srv.start()
+    srv.thread.join(10)
+    assert not srv.thread.is_alive() and srv.exit_code == 3
+    assert not mw.engine.started
