@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -645,6 +646,29 @@ def targets(res: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def diagnostics(meta: dict[str, Any], res: dict[str, dict[str, Any]]) -> list[str]:
+    """Things that change how the numbers must be read, found in the numbers themselves."""
+    out = []
+    conns = meta.get("connections") or 32
+    stalled = [(r.get("label", name), r["serial_p50_ms"]) for name, r in res.items()
+               if r.get("status") == "ok" and (r.get("serial_p50_ms") or 0) >= 20]
+    if stalled:
+        stall = statistics.median(v for _, v in stalled)
+        out.append(f"One request on an idle keep-alive connection takes ~{stall:.0f} ms in "
+                   f"{', '.join(n for n, _ in stalled)}. That is a fixed stall (typically Nagle "
+                   "+ delayed ACK: a response written in two segments on a socket without "
+                   f"TCP_NODELAY), and it caps throughput near {conns} connections / "
+                   f"{stall:.0f} ms = {conns / stall * 1000:,.0f} req/s whatever the CPU cost: "
+                   "there, req/s and latency measure the stall, CPU µs/req still measures "
+                   "the work.")
+    load = meta.get("loadavg_at_start")
+    if isinstance(load, (int, float)) and load >= 1.0:
+        out.append(f"The machine was not idle: load average {load} at start on "
+                   f"{meta.get('nproc')} cores (other jobs). Req/s and latency vary run to run; "
+                   "compare CPU µs/req and in-process rates (per CPU-second) instead.")
+    return out
+
+
 def fmt(v: Any, spec: str = "{:,.0f}") -> str:
     return "-" if v is None else spec.format(v)
 
@@ -686,9 +710,14 @@ def write_markdown(path: Path, meta: dict[str, Any], res: dict[str, dict[str, An
         for k, v in m.items():
             if k in ("status", "notes"):
                 continue
-            L.append(f"| {k} | {fmt(v, '{:,.1f}') if isinstance(v, (int, float)) else v} |")
+            shown = (f"{v:,}" if isinstance(v, int) else f"{v:,.3g}" if isinstance(v, float)
+                     else str(v))
+            L.append(f"| {k} | {shown} |")
         for note in m.get("notes", []):
             L.append(f"| note | {note} |")
+    notes = diagnostics(meta, res)
+    if notes:
+        L += ["", "## Read this first", ""] + [f"- {n}" for n in notes]
     L += ["", "## Targets", "", "| target | goal | measured | holds |", "|---|---|---|---|"]
     for t in tgts:
         holds = {True: "yes", False: "**no**", None: "n/a"}[t["holds"]]
@@ -703,7 +732,8 @@ def write_markdown(path: Path, meta: dict[str, Any], res: dict[str, dict[str, An
     path.write_text("\n".join(L) + "\n")
 
 
-def print_summary(res: dict[str, dict[str, Any]], tgts: list[dict[str, Any]]) -> None:
+def print_summary(meta: dict[str, Any], res: dict[str, dict[str, Any]],
+                  tgts: list[dict[str, Any]]) -> None:
     print("\nscenario                                              req/s    p50ms    p99ms  peakRSS  1conn-p50")
     for name in ALL:
         r = res.get(name)
@@ -717,6 +747,8 @@ def print_summary(res: dict[str, dict[str, Any]], tgts: list[dict[str, Any]]) ->
     m = res.get("micro")
     if m:
         print("\nmicro:", json.dumps(m, indent=1))
+    for n in diagnostics(meta, res):
+        print("\nNOTE:", n)
     print("\ntargets:")
     for t in tgts:
         holds = {True: "holds", False: "MISSES", None: "n/a"}[t["holds"]]
@@ -799,10 +831,11 @@ def main(argv: list[str] | None = None) -> int:
                 b.stop(p)
     tgts = targets(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "scenarios": results, "targets": tgts},
+    args.json.write_text(json.dumps({"meta": meta, "scenarios": results, "targets": tgts,
+                                     "diagnostics": diagnostics(meta, results)},
                                     indent=2) + "\n")
     write_markdown(args.markdown, meta, results, tgts)
-    print_summary(results, tgts)
+    print_summary(meta, results, tgts)
     print(f"\nbench: wrote {args.json} and {args.markdown} in {time.monotonic() - t0:.0f}s")
     return 0
 
