@@ -151,8 +151,8 @@ class GatewayMiddleware:
             facts = _facts(scope, path, peer, trusted, engine.clock(),
                            engine.config.listen.trusted_proxies)
             ws_token = None
-            if kind == "websocket":
-                ws_token = _websocket_token(headers)
+            if kind == "websocket" and engine.pipeline.route(facts.method, path)[0].auth != "public":
+                ws_token = _websocket_token(headers)      # a public route ignores tokens
             outcome = await engine.pipeline.authorize(headers, scope.get("query_string", b""),
                                                       facts, token=ws_token)
         except GatewayError as e:

@@ -149,10 +149,21 @@ async def test_token_in_both_places_is_400(mw_server, token):
     assert resp.status_code == 400 and json.loads(resp.body)["reason"] == "multiple_credentials"
 
 
-async def test_public_websocket_publishes_an_unauthenticated_user(mw_server):
+async def test_bad_bearer_subprotocol_is_400(mw_server):
+    resp = await refused(mw_server.ws + "/ws", subprotocols=["bearer.a$b"])
+    assert resp.status_code == 400 and json.loads(resp.body)["reason"] == "bad_token_chars"
+    assert 'error="invalid_request"' in resp.headers["www-authenticate"]
+
+
+async def test_public_websocket_publishes_an_unauthenticated_user(mw_server, token):
     async with connect(mw_server.ws + "/public/ws", open_timeout=WAIT) as ws:
         hello = await recv_json(ws)
         assert hello["authenticated"] is False and hello["sub"] is None
+    # tokens on a public route are ignored (and the bearer entry still never reaches the app)
+    async with connect(mw_server.ws + "/public/ws", additional_headers=auth(token()),
+                       subprotocols=["chat.v1", "bearer.a$b"], open_timeout=WAIT) as ws:
+        hello = await recv_json(ws)
+        assert hello["authenticated"] is False and hello["subprotocols"] == ["chat.v1"]
 
 
 async def test_closed_with_1008_at_token_expiry(mw_server, token, echo):
