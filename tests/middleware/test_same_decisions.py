@@ -1,5 +1,6 @@
 """One config file, two deployments: `poolgate serve` (proxy) and GatewayMiddleware (in-app)
-reach the same decisions: same status, same reason code, same mapped role, request by request."""
+reach the same decisions: same status, reason code, WWW-Authenticate challenge and mapped role,
+request by request."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ TABLE = [
 
 
 def _answer(base: str, method: str, path: str, token: str | None,
-            extra: dict[str, str]) -> tuple[int, str | None, dict[str, Any] | None]:
+            extra: dict[str, str]) -> tuple[int, str | None, str | None, dict[str, Any] | None]:
     headers = dict(extra)
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -104,7 +105,7 @@ def _answer(base: str, method: str, path: str, token: str | None,
         r = c.send(c.build_request(method, httpx.URL(base + path), headers=headers))
     body = r.json() if r.headers.get("content-type") == "application/json" else None
     reason = body.get("reason") if body is not None and r.status_code >= 400 else None
-    return r.status_code, reason, body
+    return r.status_code, reason, r.headers.get("www-authenticate"), body
 
 
 def test_the_same_config_file_gives_the_same_decisions(both):
@@ -112,21 +113,21 @@ def test_the_same_config_file_gives_the_same_decisions(both):
     for method, path, who, extra in TABLE:
         token = _token(both["signer"], who)
         before = len(both["upstream"].seen)
-        p_status, p_reason, _ = _answer(both["proxy"], method, path, token, extra)
+        p_status, p_reason, p_challenge, _ = _answer(both["proxy"], method, path, token, extra)
         p_role = None
         if p_status == 200:
             seen = both["upstream"].seen[before:]
             assert len(seen) == 1
             roles = seen[0].header("x-auth-role")
             p_role = roles[0] if roles else None
-        m_status, m_reason, m_body = _answer(both["middleware"], method, path, token, extra)
+        m_status, m_reason, m_challenge, m_body = _answer(both["middleware"], method, path, token, extra)
         m_role = m_body["role"] if m_status == 200 and m_body is not None else None
-        rows.append(((method, path, who, extra), (p_status, p_reason, p_role),
-                     (m_status, m_reason, m_role)))
+        rows.append(((method, path, who, extra), (p_status, p_reason, p_challenge, p_role),
+                     (m_status, m_reason, m_challenge, m_role)))
     print("\n".join(f"{req} -> {p}" for req, p, _ in rows))
     diff = [r for r in rows if r[1] != r[2]]
     assert not diff, "\n".join(f"{req}: proxy={p} middleware={m}" for req, p, m in diff)
     # and the table means something: every kind of answer is in it
     statuses = {p[0] for _, p, _ in rows}
     assert {200, 400, 401, 403} <= statuses
-    assert {p[2] for _, p, _ in rows if p[0] == 200} == {None, "member", "admin"}
+    assert {p[3] for _, p, _ in rows if p[0] == 200} == {None, "member", "admin"}
