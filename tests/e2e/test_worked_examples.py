@@ -9,6 +9,7 @@ X-Forwarded-Proto). The row tables are shared with tests/test_explain.py, which 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -295,6 +296,21 @@ def test_the_upstream_refuses_credentials_it_cannot_verify(ex2: Env) -> None:
         r = c.get(direct["streams"] + "/x", headers={**base, "X-Auth-Role": "staff",
                                                      "X-Gateway-Credential": good.credential})
         assert r.status_code == 401 and "X-Auth-Role" in r.json()["reason"]
+
+
+@pytest.mark.xfail(strict=True, reason="gateway/policy.py PolicyEngine._perms copies sid, effect, "
+                   "action and resource but drops the statement's condition, so staff's credential "
+                   "claims http:* on cms:/** without `req:secure`")
+def test_credential_perms_keep_the_statement_condition(ex2: Env) -> None:
+    """MAPPING.md: `perms` are the role's statements for the upstream; a statement without its
+    condition is broader than the one the gateway enforces (an upstream reading perms would
+    believe staff may write the CMS over plain http)."""
+    row = _row("ex2-row6b")
+    claims = ex2.claims(row)
+    _expect(ex2, row, claims)
+    assert ex2.send(row, claims=claims).status_code == 200
+    (perm,) = _last(ex2, "cms").claims["perms"]
+    assert "req:secure" in json.dumps(perm.get("condition"))
 
 
 def test_the_admin_jwks_publishes_public_keys_only(ex1: Env) -> None:
