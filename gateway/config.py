@@ -398,7 +398,8 @@ def _check_id(value: str, path: str) -> str:
     return value
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """localhost or a loopback address: where plain http is acceptable for key fetches."""
     if not host:
         return False
     if host == "localhost":
@@ -413,7 +414,7 @@ def _check_url(url: str, path: str, *, allow_http: bool, what: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(path, f"{what} must be an absolute http(s) URL (got {url!r})")
-    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
         raise ConfigError(path, f"{what} must use https (http is accepted only for loopback "
                                 "hosts, or with allow_insecure_http: true for local stacks)")
     return url

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..config import IdentitySource
+from ..config import IdentitySource, is_loopback
 from ..errors import InvalidToken, Unavailable
 from ..metrics import Metrics
 from .token import Jwk, check_key_alg, parse_jwks
@@ -34,24 +34,12 @@ class FetchError(Exception):
     """A JWKS or discovery fetch that did not produce a usable document."""
 
 
-def _is_loopback(host: str | None) -> bool:
-    import ipaddress
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _url_allowed(url: str, allow_http: bool) -> bool:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return True
     return parts.scheme == "http" and bool(parts.hostname) and (
-        allow_http or _is_loopback(parts.hostname))
+        allow_http or is_loopback(parts.hostname))
 
 
 @dataclass(eq=False)
