@@ -29,11 +29,11 @@ async def watch_websocket(app: Callable[..., Awaitable[None]], scope: dict[str, 
     async def guarded_send(msg: dict[str, Any]) -> None:
         if closed.is_set():
             return
-        if msg["type"] == "websocket.accept":
-            accepted.set()
-        elif msg["type"] == "websocket.close":
+        if msg["type"] == "websocket.close":
             closed.set()
         await send(msg)
+        if msg["type"] == "websocket.accept":
+            accepted.set()             # only once sent: the watch's close must follow it
 
     async def pump() -> None:
         while True:
@@ -61,7 +61,8 @@ async def watch_websocket(app: Callable[..., Awaitable[None]], scope: dict[str, 
                         break
                 except Exception:      # a store outage does not cut live sockets
                     log.warning("revocation check for a live WebSocket failed", exc_info=True)
-        if accepted.is_set() and not closed.is_set():
+        await accepted.wait()          # an app that accepts only after the deadline is cut at once
+        if not closed.is_set():
             closed.set()
             await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": reason})
             await inbox.put({"type": "websocket.disconnect", "code": POLICY_VIOLATION})

@@ -340,3 +340,24 @@ async def test_proxy_closes_both_sides_with_1008_at_expiry(proxy):
         before = len(proxy["upstream"].closes)
         assert await closed_code(ws) == 1008
     assert wait_until(lambda: proxy["upstream"].closes[before:] == [1008])
+
+
+async def test_an_app_that_accepts_after_expiry_is_closed_at_once(jwks, tmp_path, serve, token):
+    cfg = middleware_config(jwks[1].url + "/jwks.json")
+    cfg["identity_sources"][0]["clock_skew_seconds"] = 0
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await asyncio.sleep(2.5)                     # past exp: the token is no longer valid
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    srv = serve(GatewayMiddleware(slow, config=write_config(tmp_path, cfg)))
+    async with connect(srv.ws + "/ws", additional_headers=auth(token(exp=int(time.time()) + 2)),
+                       open_timeout=WAIT) as ws:
+        started = time.monotonic()
+        assert await closed_code(ws) == 1008
+        assert time.monotonic() - started < 1
