@@ -123,8 +123,9 @@ def _source_for(cfg: Config, claims: Mapping[str, Any], wanted: str | None) -> s
         try:
             cfg.source_by_id(wanted)
         except KeyError:
-            raise ConfigError("--identity-source", f"no identity source {wanted!r} (configured: "
-                              f"{', '.join(s.id for s in cfg.identity_sources) or 'none'})") from None
+            known = ", ".join(s.id for s in cfg.identity_sources) or "none"
+            raise ConfigError("--identity-source",
+                              f"no identity source {wanted!r} (configured: {known})") from None
         return wanted
     iss = claims.get("iss")
     for s in cfg.identity_sources:
@@ -186,8 +187,9 @@ async def explain(args: argparse.Namespace) -> int:
     else:
         verifier = _RecordingVerifier(engine.verifier)
     mapper = _TracingMapper(cfg)
-    pipeline = _TracingPipeline(cfg, router=engine.router, verifier=verifier,  # type: ignore[arg-type]
-                                revocation=engine.store, mapper=mapper, policy=engine.policy)
+    pipeline = _TracingPipeline(
+        cfg, router=engine.router, verifier=verifier,  # type: ignore[arg-type]
+        revocation=engine.store, mapper=mapper, policy=engine.policy)
     error: GatewayError | None = None
     route_id: str | None = None
     try:
@@ -244,7 +246,9 @@ def _verification(claims_mode: bool, claims: Any,
         return ("skipped (--claims: signature, iss, time claims, client id and token_use were "
                 "NOT checked)")
     if not verifier.called:
-        return "not reached" if error is not None else "not needed (public route: a token is ignored)"
+        if error is not None:
+            return "not reached"
+        return "not needed (public route: a token is ignored)"
     if isinstance(verifier, _RecordingVerifier) and verifier.token is None:
         return f"failed ({error.code if error is not None else 'unknown'})"
     return "verified (signature, issuer, time claims, client id / audience, token_use)"

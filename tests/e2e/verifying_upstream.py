@@ -97,7 +97,8 @@ class VerifyingUpstream:
 
     # ------------------------------------------------------------------ verification
 
-    def verify(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    def verify(self, headers: list[tuple[bytes, bytes]]
+               ) -> tuple[str, dict[str, Any], dict[str, Any]]:
         values = _all(headers, self.credential_header)
         if len(values) != 1:
             raise Rejected(f"{len(values)} credential headers")
@@ -127,7 +128,8 @@ class VerifyingUpstream:
                 data = httpx.get(self.jwks_url, timeout=3, trust_env=False).json()
                 for k in data["keys"]:
                     if "d" in k or k.get("kty") != "EC":
-                        raise Rejected(f"the JWKS publishes a non-public or non-EC key {k.get('kid')}")
+                        raise Rejected(f"the JWKS publishes a private or non-EC key "
+                                       f"{k.get('kid')}")
                 self._keys = KeySet.import_key_set(data)
             if not any(k.kid == kid for k in self._keys.keys):
                 raise Rejected(f"kid {kid!r} is not published")
@@ -143,7 +145,8 @@ class VerifyingUpstream:
         need(c.get("iss") == self.issuer, "iss")
         need(c.get("aud") == self.upstream_id, "aud is not this upstream")
         for t in ("iat", "nbf", "exp"):
-            need(isinstance(c.get(t), int) and not isinstance(c.get(t), bool), f"{t} not an integer")
+            v = c.get(t)
+            need(isinstance(v, int) and not isinstance(v, bool), f"{t} not an integer")
         need(c["nbf"] <= now + SKEW and c["iat"] <= now + SKEW, "issued in the future")
         need(now < c["exp"], "expired")
         need(c["exp"] <= c["iat"] + self.ttl_seconds, "exp beyond iat + ttl")
