@@ -260,6 +260,19 @@ def test_credential_never_outlives_the_user_token(ex1: Env) -> None:
     assert _last(ex1, "orders").claims["exp"] == claims["exp"]
 
 
+def test_the_pools_second_issuer_form_is_the_same_source(ex1: Env) -> None:
+    """A Cognito pool signs with `https://cognito-idp...` and `https://issuer-cognito-idp...`;
+    either maps through the same source, and `amr` names the issuer the token carried."""
+    row = _row("ex1-row3")
+    iss = issuer(1, None).replace("https://cognito-idp.", "https://issuer-cognito-idp.")
+    claims = ex1.claims(row, iss=iss)
+    assert claims is not None
+    _expect(ex1, row, claims)
+    r = ex1.send(row, claims=claims)
+    assert r.status_code == 200, r.text
+    assert _last(ex1, "orders").claims["amr"] == ["authenticated", iss]
+
+
 def test_client_supplied_identity_and_credential_headers_are_replaced(ex2: Env) -> None:
     row = _row("ex2-row3")
     claims = ex2.claims(row)
