@@ -47,15 +47,26 @@ def bearer_token(headers: list[tuple[bytes, bytes]], query_string: bytes = b"") 
 
 def websocket_protocol_token(headers: list[tuple[bytes, bytes]], prefix: str) -> str | None:
     """A token carried as a ``Sec-WebSocket-Protocol`` entry ``<prefix><token>`` (browsers
-    cannot set Authorization on a WebSocket handshake)."""
+    cannot set Authorization on a WebSocket handshake). Two such entries are a 400."""
+    found: str | None = None
     for name, value in headers:
-        if name.lower() == b"sec-websocket-protocol":
-            for item in value.decode("latin-1").split(","):
-                item = item.strip()
-                if item.startswith(prefix):
-                    token = item[len(prefix):]
-                    if not _B64TOKEN.fullmatch(token.encode("ascii", "replace")):
-                        raise InvalidRequest("characters outside the b64token syntax",
-                                             code="bad_token_chars")
-                    return token
-    return None
+        if name.lower() != b"sec-websocket-protocol":
+            continue
+        for item in value.decode("latin-1").split(","):
+            item = item.strip()
+            if not item.startswith(prefix):
+                continue
+            if found is not None:
+                raise InvalidRequest("more than one bearer entry in Sec-WebSocket-Protocol",
+                                     code="multiple_credentials")
+            token = item[len(prefix):]
+            if not token:
+                raise InvalidRequest("bearer subprotocol entry with no credential",
+                                     code="empty_bearer")
+            if len(token) > HARD_CAP:
+                raise TokenTooLarge(f"token larger than {HARD_CAP} bytes")
+            if not _B64TOKEN.fullmatch(token.encode("ascii", "replace")):
+                raise InvalidRequest("characters outside the b64token syntax",
+                                     code="bad_token_chars")
+            found = token
+    return found

@@ -149,9 +149,14 @@ async def test_token_in_both_places_is_400(mw_server, token):
     assert resp.status_code == 400 and json.loads(resp.body)["reason"] == "multiple_credentials"
 
 
-async def test_bad_bearer_subprotocol_is_400(mw_server):
-    resp = await refused(mw_server.ws + "/ws", subprotocols=["bearer.a$b"])
-    assert resp.status_code == 400 and json.loads(resp.body)["reason"] == "bad_token_chars"
+@pytest.mark.parametrize("protocols,reason", [
+    (["bearer.a$b"], "bad_token_chars"),
+    (["bearer."], "empty_bearer"),
+    (["bearer.a.b.c", "bearer.d.e.f"], "multiple_credentials"),
+])
+async def test_bad_bearer_subprotocol_is_400(mw_server, protocols, reason):
+    resp = await refused(mw_server.ws + "/ws", subprotocols=protocols)
+    assert resp.status_code == 400 and json.loads(resp.body)["reason"] == reason
     assert 'error="invalid_request"' in resp.headers["www-authenticate"]
 
 
