@@ -97,11 +97,11 @@ def test_build_store() -> None:
 
 
 def test_require_redis_turns_a_skip_into_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    from . import conftest
-    monkeypatch.setattr(conftest, "REDIS_SERVER", None)
+    import redis_helpers
+    monkeypatch.setattr(redis_helpers, "REDIS_SERVER", None)
     monkeypatch.setenv("POOLGATE_REQUIRE_REDIS", "1")
     with pytest.raises(pytest.fail.Exception):
-        conftest.need_redis()
+        redis_helpers.need_redis()
     monkeypatch.delenv("POOLGATE_REQUIRE_REDIS")
     with pytest.raises(pytest.skip.Exception):
-        conftest.need_redis()
+        redis_helpers.need_redis()
