@@ -124,13 +124,23 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of one process."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        return int(fields[11]) / TICKS, int(fields[12]) / TICKS
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return 0.0, 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    pairs = [cpu_split(p) for p in descendants(pid)]
+    return sum(u for u, _ in pairs), sum(s for _, s in pairs)
 
 
 def tree_rss(pid: int) -> int:
