@@ -299,6 +299,12 @@ class PolicyEngine:
                         res.append(r.upstream + ":/**")
             if res:
                 st = b.c.st
-                out.append({"sid": b.label, "effect": st.effect, "action": list(st.actions),
-                            "resource": list(dict.fromkeys(res))})
+                perm: dict[str, Any] = {"sid": b.label, "effect": st.effect,
+                                        "action": list(st.actions),
+                                        "resource": list(dict.fromkeys(res))}
+                if st.condition:
+                    # as configured (variables unsubstituted): never broader than enforced
+                    perm["condition"] = {op: {k: [str(v) for v in vals] for k, vals in keys}
+                                         for op, keys in st.condition}
+                out.append(perm)
         return tuple(out)

@@ -313,9 +313,6 @@ def test_the_upstream_refuses_credentials_it_cannot_verify(ex2: Env) -> None:
         assert r.status_code == 401 and "X-Auth-Role" in r.json()["reason"]
 
 
-@pytest.mark.xfail(strict=True, reason="gateway/policy.py PolicyEngine._perms copies sid, effect, "
-                   "action and resource but drops the statement's condition, so staff's credential "
-                   "claims http:* on cms:/** without `req:secure`")
 def test_credential_perms_keep_the_statement_condition(ex2: Env) -> None:
     """MAPPING.md: `perms` are the role's statements for the upstream; a statement without its
     condition is broader than the one the gateway enforces (an upstream reading perms would
