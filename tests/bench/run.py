@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -852,6 +853,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the finally blocks stop every process
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     n_tokens = 10_000 if {"tokens10k", "micro"} & set(args.scenarios) else 1
     t0 = time.monotonic()
     key, tokens = issuer.load_or_create(n_tokens)
