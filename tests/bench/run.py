@@ -360,12 +360,47 @@ def scenario_poolgate(b: Bench, name: str) -> dict[str, Any]:
             return profile(b, p, port)
         extra = {"workers": workers, "config": {"auth": cfg["routes"][0]["auth"],
                  "credential": policy, "revocation": cfg["revocation"]["store"]}}
-        return measure(b, name, port, p, n, extra)
+        result = measure(b, name, port, p, n, extra)
+        if policy and result.get("status") == "ok":
+            # the statements really are evaluated: another tenant's order is refused
+            result["policy_enforced"] = probe(port, "/tenants/t1/orders/0", b.tokens[0])[0] == 403
+            if not result["policy_enforced"]:
+                result.update(status="invalid", note="another tenant's order was not refused (403)")
+        if redis_prefix and result.get("status") == "ok":
+            result["revocation_enforced"] = revocation_enforced(b, port, redis_prefix)
+            if not result["revocation_enforced"]:
+                result.update(status="invalid", note="a token revoked in Redis was still accepted")
+        return result
     finally:
         if p is not None:
             b.stop(p)
         if redis_prefix:
             redis_cleanup(redis_prefix)
+
+
+def revocation_enforced(b: Bench, port: int, prefix: str) -> bool:
+    """Revoke a token the run did not use (documented key format + PUBLISH); 401 within 2 s?"""
+    import base64
+
+    import redis
+    token = b.tokens[-1] if len(b.tokens) > 1 else issuer.BenchKey(b.key.private_pem).mint(99999)
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    jti, path = claims["jti"], f"/tenants/{claims['custom:tenant_id']}/orders/0"
+    if probe(port, path, token)[0] != 200:
+        return False
+    r = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
+    try:
+        r.set(f"{prefix}jti:{jti}", "1", ex=600)
+        r.publish(f"{prefix}revocations", f"jti:{jti}")
+    finally:
+        r.close()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        if probe(port, path, token)[0] == 401:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def redis_unavailable() -> str | None:
