@@ -19,6 +19,7 @@ Scenarios (``--only`` names):
   workers2   (d) with ``serve --workers 2``
   naive      (f) Starlette + httpx + PyJWT per request (tests/bench/naive_proxy.py)
   haproxy    (g) HAProxy >= 2.5 with native jwt_verify (RS256, PEM public key), nbthread 1
+  floor      (h) poolgate's stack with no gateway logic (tests/bench/floor_proxy.py): the ceiling
   micro      in-process verify rates (cryptography, joserfc, PyJWT, poolgate Verifier), RSS
 """
 
@@ -52,7 +53,7 @@ import procs  # noqa: E402
 from procs import Proc, RssSampler  # noqa: E402
 
 ALL = ["direct", "poolgate", "tokens10k", "policy", "redis", "redis_nocache", "workers2", "naive",
-       "haproxy", "micro"]
+       "haproxy", "floor", "micro"]
 LABELS = {
     "direct": "(a) direct upstream",
     "poolgate": "(b) poolgate, 1 token, auth: authenticated",
@@ -63,6 +64,7 @@ LABELS = {
     "workers2": "(d) with --workers 2",
     "naive": "(f) naive Starlette + httpx + PyJWT",
     "haproxy": "(g) HAProxy jwt_verify (nbthread 1)",
+    "floor": "(h) stack floor: uvicorn + ASGI + aiohttp, no auth",
     "profile": "(d) under py-spy (not a measurement)",
 }
 ROUTE = "/tenants/{tenant_id}/orders/{order_id}"
@@ -450,6 +452,16 @@ def scenario_naive(b: Bench) -> dict[str, Any]:
         b.stop(p)
 
 
+def scenario_floor(b: Bench) -> dict[str, Any]:
+    p = b.spawn("floor", [sys.executable, str(HERE / "floor_proxy.py"), "--port", "0",
+                          "--upstream", b.upstream_url])
+    try:
+        port = int(p.wait_for(r"floor listening 127\.0\.0\.1:(\d+)", 20).group(1))
+        return measure(b, "floor", port, p, 1, {"workers": 1, "loop": "asyncio"})
+    finally:
+        b.stop(p)
+
+
 def haproxy_version() -> tuple[int, ...] | None:
     exe = shutil.which("haproxy")
     if not exe:
@@ -730,6 +742,9 @@ def targets(res: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     add("uncached verify vs raw cryptography", ">= 0.55x",
         un / raw_rate if un and raw_rate else None, lambda v: v >= 0.55, "{:.2f}x")
     add("cached verify rate", ">= 250,000/s", cached, lambda v: v >= 250_000, "{:,.0f}/s")
+    hc = cpu("floor")
+    add("poolgate(d) CPU/request over the stack floor (h)", "(reported)",
+        dc / hc if dc and hc else None, lambda v: True, "{:.2f}x")
     w2 = rps("workers2")
     add("workers 2 vs 1 (policy)", "(reported)", w2 / d if w2 and d else None, lambda v: True,
         "{:.2f}x")
@@ -913,6 +928,8 @@ def main(argv: list[str] | None = None) -> int:
                         r = scenario_naive(b)
                     elif name == "haproxy":
                         r = scenario_haproxy(b)
+                    elif name == "floor":
+                        r = scenario_floor(b)
                     elif name == "micro":
                         r = scenario_micro(b)
                     else:
