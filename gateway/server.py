@@ -1,27 +1,41 @@
 """``poolgate serve``: both listeners in one event loop, signals, hot reload, N workers.
 
 The parent binds both listeners before forking so every worker accepts on the same sockets;
-SIGTERM drains (optional pre-stop delay, then in-flight requests finish within the grace
-period); SIGHUP validates the config file first and only then swaps each worker's engine.
+SIGTERM drains (optional pre-stop delay, during which ``/readyz`` says 503 and the listener
+still accepts; then in-flight requests finish within the grace period); SIGHUP validates the
+config file first (in the parent, with ``--workers N``) and only then swaps each worker's
+engine: the new engine gets its JWKS before it takes traffic, and keeps the metrics and the
+revocation store (with ``store: memory``, the revocations themselves) of the old one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
 import os
+import select
+import shutil
 import signal
 import socket
 import sys
 import tempfile
-from typing import Any
+import time
+from types import FrameType
+from typing import Any, Literal, NoReturn
 
 import uvicorn
 
+from . import tracing
 from .config import Config, load_config
 from .errors import ConfigError
+from .logs import set_level, stop_logging
 
 log = logging.getLogger("poolgate")
+
+# how long a reload waits for the new engine's JWKS before swapping anyway (bounded: an IdP
+# that is down must not block a reload forever; the old engine's keys would be gone by then)
+RELOAD_WARMUP_SECONDS = 10.0
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -43,14 +57,54 @@ def _addr(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _uvicorn_config(app: Any, config: Config, *, lifespan: str, tls: bool) -> uvicorn.Config:
+# --------------------------------------------------------------------------- validation
+
+def check_process_model(config: Config, workers: int) -> None:
+    """What ``--workers N`` (N > 1) needs: state shared across processes, or none."""
+    if workers <= 1:
+        return
+    if config.revocation.store == "memory":
+        raise ConfigError("revocation.store", "store: memory keeps revocations in one process; "
+                                              "with --workers > 1 use store: redis (or none)")
+    if config.downstream_credential.enabled and not config.downstream_credential.signing_keys:
+        raise ConfigError("downstream_credential.signing_keys",
+                          "workers must share signing keys: configure signing_keys for --workers > 1")
+
+
+def validate(path: str, workers: int) -> Config:
+    """Load ``path`` and compile everything a worker compiles (routes, rules, statements,
+    header templates, signing keys), without starting anything: a config that passes here
+    does not fail in the workers. Raises ``ConfigError``."""
+    from .forward.credential import CredentialSigner  # noqa: PLC0415
+    from .forward.identity import IdentityHeaders  # noqa: PLC0415
+    from .mapping import RoleMapper  # noqa: PLC0415
+    from .policy import PolicyEngine  # noqa: PLC0415
+    from .routes import Router  # noqa: PLC0415
+    config = load_config(path)
+    check_process_model(config, workers)
+    Router(config.routes)
+    RoleMapper(config)
+    PolicyEngine(config)
+    cred = config.downstream_credential
+    IdentityHeaders(cred.identity_headers)
+    if cred.enabled and cred.signing_keys:      # reads and type-checks every key file
+        CredentialSigner(cred, allow_generated=False)
+    return config
+
+
+# --------------------------------------------------------------------------- one worker
+
+def _uvicorn_config(app: Any, config: Config, *, lifespan: Literal["on", "off"],
+                    tls: bool) -> uvicorn.Config:
     kw: dict[str, Any] = {}
     if tls and config.listen.tls.cert_file:
         kw = {"ssl_certfile": config.listen.tls.cert_file, "ssl_keyfile": config.listen.tls.key_file}
     return uvicorn.Config(
         app, lifespan=lifespan, access_log=False, log_config=None, server_header=False,
         proxy_headers=False,      # X-Forwarded-* from a client must never rewrite the peer
-        timeout_graceful_shutdown=int(config.listen.grace_seconds) or None,
+        # a float is fine (uvicorn passes it to asyncio.wait_for); 0 means "do not wait",
+        # whereas None would wait for ever
+        timeout_graceful_shutdown=config.listen.grace_seconds,  # type: ignore[arg-type]
         loop="auto", http="auto", ws="auto", **kw)
 
 
@@ -61,49 +115,159 @@ class _Server(uvicorn.Server):
         await self._serve(sockets)
 
 
+class _EarlySignals:
+    """SIGTERM / SIGHUP that arrive before the event loop's handlers exist are remembered and
+    acted on once it runs, instead of killing a process that is still starting."""
+
+    def __init__(self) -> None:
+        self.term = False
+        self.hup = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self.record)
+        signal.signal(signal.SIGHUP, self.record)
+
+    def record(self, sig: int, _frame: FrameType | None = None) -> None:
+        if sig == signal.SIGHUP:
+            self.hup = True
+        else:
+            self.term = True
+
+
+class _Draining:
+    """The admin app, answering ``/readyz`` with 503 while the gateway drains, so a load
+    balancer that probes readiness stops sending before the listener closes."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.draining = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.draining and scope["type"] == "http" and scope["path"] == "/readyz":
+            body = b'{"ready":false,"draining":true}'
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"), (b"retry-after", b"5"),
+                (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
 async def _serve_worker(path: str, config: Config, proxy_sock: socket.socket,
-                        admin_sock: socket.socket, *, workers: int) -> None:
+                        admin_sock: socket.socket, *, workers: int,
+                        early: _EarlySignals) -> None:
     from .app import build_apps  # noqa: PLC0415 (after the multiprocess metrics env is set)
-    from .engine import Engine  # noqa: PLC0415
+    tracing.setup()
     proxy_app, admin_app = build_apps(config, allow_generated_key=workers == 1)
+    admin_front = _Draining(admin_app)
     proxy = _Server(_uvicorn_config(proxy_app, config, lifespan="on", tls=True))
-    admin = _Server(_uvicorn_config(admin_app, config, lifespan="off", tls=False))
+    admin = _Server(_uvicorn_config(admin_front, config, lifespan="off", tls=False))
     loop = asyncio.get_running_loop()
+    reload_lock = asyncio.Lock()
+    term_at: list[float] = []
 
     async def drain() -> None:
-        delay = proxy_app.engine.config.listen.drain_delay_seconds
-        if delay:
-            log.info("SIGTERM: draining for %.1f s before closing the listeners", delay)
-            await asyncio.sleep(delay)
-        proxy.should_exit = True
-        admin.should_exit = True
+        listen = proxy_app.engine.config.listen
+        admin_front.draining = True
+        log.info("SIGTERM: draining (delay %.1f s, grace %.1f s)", listen.drain_delay_seconds,
+                 listen.grace_seconds, extra={"fields": {
+                     "event": "drain", "drain_delay_seconds": listen.drain_delay_seconds,
+                     "grace_seconds": listen.grace_seconds}})
+        if listen.drain_delay_seconds:
+            await asyncio.sleep(listen.drain_delay_seconds)
+        # the grace period of the config in service (a reload may have changed it)
+        proxy.config.timeout_graceful_shutdown = listen.grace_seconds  # type: ignore[assignment]
+        admin.config.timeout_graceful_shutdown = listen.grace_seconds  # type: ignore[assignment]
+        proxy.should_exit = admin.should_exit = True
 
     def on_term() -> None:
-        if proxy.should_exit:
+        if term_at:             # a second signal: stop now, in-flight requests are cut
+            proxy.should_exit = admin.should_exit = True
             proxy.force_exit = admin.force_exit = True
             return
+        term_at.append(time.monotonic())
         loop.create_task(drain())
 
     async def reload() -> None:
-        try:
-            new = load_config(path)
-            if (new.listen.host, new.listen.port, new.admin.host, new.admin.port) != (
-                    config.listen.host, config.listen.port, config.admin.host, config.admin.port):
-                log.warning("reload: listener addresses changed; they apply after a restart")
-            engine = Engine(new, allow_generated_key=workers == 1,
-                            signer=_reuse_signer(proxy_app.engine, new))
-        except ConfigError as e:
-            proxy_app.engine.metrics.reloads.labels("error").inc()
-            log.error("reload refused, the old config keeps serving: %s", e)
+        if term_at:                 # draining: the config in service finishes the job
             return
-        await proxy_app.swap(engine)
-        engine.metrics.reloads.labels("ok").inc()
-        log.info("reload: new config in service")
+        async with reload_lock:     # one at a time: the file read last is the one that wins
+            await _reload(path, proxy_app, workers)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_term)
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    if workers <= 1:
+        loop.add_signal_handler(signal.SIGINT, on_term)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
-    await asyncio.gather(proxy.run_on([proxy_sock]), admin.run_on([admin_sock]))
+    if early.term:
+        on_term()
+    elif early.hup:
+        loop.create_task(reload())
+    try:
+        await asyncio.gather(proxy.run_on([proxy_sock]), admin.run_on([admin_sock]))
+    finally:
+        if term_at:
+            log.info("stopped %.2f s after SIGTERM", time.monotonic() - term_at[0],
+                     extra={"fields": {"event": "stopped",
+                                       "seconds": round(time.monotonic() - term_at[0], 3)}})
+        tracing.shutdown()
+
+
+async def _reload(path: str, proxy_app: Any, workers: int) -> None:
+    """Validate the file, build a new engine next to the live one, warm it, swap atomically."""
+    from .engine import Engine  # noqa: PLC0415
+    t0 = time.monotonic()
+    old = proxy_app.engine
+    try:
+        new = validate(path, workers)
+        store = old.store if old.store is not None and new.revocation == old.config.revocation \
+            else "build"
+        engine = Engine(new, metrics=old.metrics, allow_generated_key=workers == 1,
+                        signer=_reuse_signer(old, new), store=store)
+    except ConfigError as e:
+        old.metrics.reloads.labels("error").inc()
+        log.error("reload refused, the old config keeps serving: %s", e, extra={"fields": {
+            "event": "reload", "result": "error", "config": path, "error": str(e)}})
+        return
+    except Exception as e:           # never let a reload take the serving engine down
+        old.metrics.reloads.labels("error").inc()
+        log.exception("reload refused (internal error), the old config keeps serving",
+                      extra={"fields": {"event": "reload", "result": "error", "config": path,
+                                        "error": f"{type(e).__name__}: {e}"}})
+        return
+    if (new.listen.host, new.listen.port, new.admin.host, new.admin.port) != (
+            old.config.listen.host, old.config.listen.port, old.config.admin.host,
+            old.config.admin.port):
+        log.warning("reload: listener addresses changed; they apply after a restart")
+    if old.config.revocation.store == "memory" and engine.store is not old.store:
+        log.warning("reload: revocation settings changed, so the memory store starts empty: "
+                    "revocations made through the admin API before this reload are gone")
+    await _warm(engine, old)
+    if engine.store is old.store:
+        # the store (and, for store: memory, every revocation in it) moves to the new engine;
+        # closing the old engine must not close it
+        old.store = None
+    await proxy_app.swap(engine)
+    set_level(new.logging.level)
+    engine.metrics.reloads.labels("ok").inc()
+    log.info("reload: new config in service", extra={"fields": {
+        "event": "reload", "result": "ok", "config": path,
+        "seconds": round(time.monotonic() - t0, 3)}})
+
+
+async def _warm(engine: Any, old: Any) -> None:
+    """Start the new engine and give it its JWKS before it takes traffic: swapping to an
+    engine without keys would answer 503 until the first fetch completes."""
+    await engine.start()
+    if not old.jwks.ready():
+        return                        # nothing to lose: the old engine has no keys either
+    deadline = time.monotonic() + RELOAD_WARMUP_SECONDS
+    while not engine.jwks.ready():
+        if time.monotonic() > deadline:
+            log.warning("reload: the new config's JWKS are not loaded after %.0f s; "
+                        "swapping anyway (its tokens get 503 until they are)",
+                        RELOAD_WARMUP_SECONDS)
+            return
+        await asyncio.sleep(0.02)
 
 
 def _reuse_signer(old_engine: Any, new: Config) -> Any:
@@ -114,69 +278,205 @@ def _reuse_signer(old_engine: Any, new: Config) -> Any:
     return None
 
 
+# --------------------------------------------------------------------------- serve
+
 def serve(path: str, *, workers: int = 1) -> int:
-    config = load_config(path)
-    if workers > 1 and config.revocation.store == "memory":
-        raise ConfigError("revocation.store", "store: memory keeps revocations in one process; "
-                                              "with --workers > 1 use store: redis (or none)")
-    if workers > 1 and not config.downstream_credential.signing_keys \
-            and config.downstream_credential.enabled:
-        raise ConfigError("downstream_credential.signing_keys",
-                          "workers must share signing keys: configure signing_keys for --workers > 1")
+    early = _EarlySignals()
+    early.install()
+    config = validate(path, workers)
+    set_level(config.logging.level)
     proxy_sock = bind(config.listen.host, config.listen.port)
     admin_sock = bind(config.admin.host, config.admin.port)
     print(f"poolgate listening proxy={_addr(proxy_sock)} admin={_addr(admin_sock)}", flush=True)
     if workers <= 1:
-        asyncio.run(_serve_worker(path, config, proxy_sock, admin_sock, workers=1))
+        asyncio.run(_serve_worker(path, config, proxy_sock, admin_sock, workers=1, early=early))
         return 0
-    return _supervise(path, config, proxy_sock, admin_sock, workers)
+    return _supervise(path, config, proxy_sock, admin_sock, workers, early)
+
+
+def _multiprocess_dir() -> str | None:
+    """A directory for prometheus-client's per-process files; returns it if we created it."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        # files of an earlier run would be summed into this one's counters
+        for f in glob.glob(os.path.join(given, "*.db")):
+            if os.path.basename(f).split("_", 1)[0] in ("counter", "gauge", "histogram",
+                                                         "summary"):
+                os.unlink(f)
+        return None
+    created = tempfile.mkdtemp(prefix="poolgate-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    return created
+
+
+_PARENT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
 def _supervise(path: str, config: Config, proxy_sock: socket.socket,
-               admin_sock: socket.socket, workers: int) -> int:
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="poolgate-metrics-")
+               admin_sock: socket.socket, workers: int, early: _EarlySignals) -> int:
+    created = _multiprocess_dir()
+    # prometheus-client picks its value class when it is imported (before the env was set
+    # here): pick again so the metrics the workers create write to the multiprocess files
     from prometheus_client import values  # noqa: PLC0415
-    values.ValueClass = values.get_value_class()
-    children: list[int] = []
-    for _ in range(workers):
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    try:
+        return _Supervisor(path, config, workers, early).run(proxy_sock, admin_sock)
+    finally:
+        if created:
+            shutil.rmtree(created, ignore_errors=True)
+
+
+class _Supervisor:
+    """The parent of ``--workers N``: forks the workers, then turns signals into actions.
+
+    Signal handlers only wake the main loop (``signal.set_wakeup_fd`` writes each signal's
+    number to a pipe); the loop reads the numbers and acts on the full set of workers. Acting
+    inside a handler raced with ``fork``: a SIGTERM landing between a ``fork`` and the
+    bookkeeping after it left that worker running for ever.
+    """
+
+    def __init__(self, path: str, config: Config, workers: int, early: _EarlySignals) -> None:
+        from prometheus_client import Counter  # noqa: PLC0415
+        self.path, self.config, self.workers, self.early = path, config, workers, early
+        self.children: set[int] = set()
+        self.stopping = False
+        self.status = 0
+        # counted in the parent (its own file in the multiprocess dir): a reload the parent
+        # refuses never reaches the workers, whose counters would not see it
+        self.refused = Counter("poolgate_config_reloads_total", "Config reloads by result",
+                               ["result"], registry=None).labels("error")
+
+    def run(self, proxy_sock: socket.socket, admin_sock: socket.socket) -> int:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        for sig in _PARENT_SIGNALS:
+            signal.signal(sig, _ignore)       # a Python handler: the number goes to the pipe
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        # signals that came before these handlers were in place
+        queued = [signal.SIGTERM] * self.early.term + [signal.SIGHUP] * self.early.hup
+        self.early.term = self.early.hup = False
+        for _ in range(self.workers):
+            self._fork(proxy_sock, admin_sock, (r, w))
+        # the workers hold the listeners now; when the last one closes them on SIGTERM, new
+        # connections are refused instead of queueing on a socket nobody accepts on
+        proxy_sock.close()
+        admin_sock.close()
+        log.info("started %d workers", self.workers, extra={"fields": {
+            "event": "workers", "pids": sorted(self.children)}})
+        for sig in queued:
+            self._on(sig)
+        try:
+            while self.children:
+                self._reap()
+                if not self.children:
+                    break
+                try:
+                    select.select([r], [], [], 1.0)
+                except InterruptedError:
+                    pass
+                try:
+                    data = os.read(r, 512)
+                except BlockingIOError:
+                    data = b""
+                for signum in data:
+                    self._on(signum)
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(r)
+            os.close(w)
+        return self.status
+
+    def _fork(self, proxy_sock: socket.socket, admin_sock: socket.socket,
+              pipe: tuple[int, int]) -> None:
+        # blocked across fork: the child must not run the parent's handlers (nor write to the
+        # parent's pipe) before it has its own
+        signal.pthread_sigmask(signal.SIG_BLOCK, _PARENT_SIGNALS)
         pid = os.fork()
         if pid == 0:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_DFL)
-            try:
-                asyncio.run(_serve_worker(path, config, proxy_sock, admin_sock, workers=workers))
-            finally:
-                os._exit(0)
-        children.append(pid)
+            signal.set_wakeup_fd(-1)
+            for fd in pipe:
+                os.close(fd)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)   # a terminal sends it to all of us
+            self.early.install()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARENT_SIGNALS)
+            _worker(self.path, self.config, proxy_sock, admin_sock, self.workers, self.early)
+        self.children.add(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARENT_SIGNALS)
 
-    def forward(sig: int, _frame: Any) -> None:
+    def _on(self, sig: int) -> None:
+        if sig == signal.SIGCHLD:
+            return                              # _reap runs on every turn of the loop
+        send: int = sig
         if sig == signal.SIGHUP:
             try:
-                load_config(path)
-            except ConfigError as e:
-                log.error("reload refused by the parent, workers keep the old config: %s", e)
+                validate(self.path, self.workers)
+            except Exception as e:  # noqa: BLE001 (ConfigError or anything else: never forward it)
+                self.refused.inc()
+                log.error("reload refused by the parent, workers keep the old config: %s", e,
+                          extra={"fields": {"event": "reload", "result": "error",
+                                            "config": self.path, "error": str(e)}})
                 return
-        for pid in children:
+            log.info("reload: config valid, signalling %d workers", len(self.children))
+        elif sig in (signal.SIGTERM, signal.SIGINT):
+            self.stopping = True
+            send = signal.SIGTERM    # a second one reaches the workers as their second SIGTERM
+        else:
+            return
+        for pid in self.children:
             try:
-                os.kill(pid, sig)
+                os.kill(pid, send)
             except ProcessLookupError:
                 pass
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    status = 0
-    for pid in children:
-        while True:
+    def _reap(self) -> None:
+        """Collect exited workers. One that dies on its own takes the others down (exit 1):
+        the orchestrator restarts the whole gateway rather than it running short-handed."""
+        while self.children:
             try:
-                _, st = os.waitpid(pid, 0)
-                status |= os.waitstatus_to_exitcode(st) != 0
-                break
-            except InterruptedError:
-                continue
+                pid, st = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                break
-    return int(status)
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            if pid not in self.children:
+                continue
+            self.children.discard(pid)
+            code = os.waitstatus_to_exitcode(st)
+            if self.stopping:
+                if code not in (0, -signal.SIGTERM):
+                    self.status = 1
+                continue
+            log.error("worker %d exited unexpectedly (status %d); stopping the others", pid,
+                      code, extra={"fields": {"event": "worker_exit", "worker": pid,
+                                              "status": code}})
+            self.status = 1
+            self.stopping = True
+            for other in self.children:
+                try:
+                    os.kill(other, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+
+def _ignore(_sig: int, _frame: FrameType | None) -> None:
+    """The handler whose only effect is the signal number in the wakeup pipe."""
+
+
+def _worker(path: str, config: Config, proxy_sock: socket.socket, admin_sock: socket.socket,
+            workers: int, early: _EarlySignals) -> NoReturn:
+    code = 0
+    try:
+        asyncio.run(_serve_worker(path, config, proxy_sock, admin_sock, workers=workers,
+                                  early=early))
+    except BaseException:            # the worker must exit, never return into the parent's code
+        log.exception("worker failed")
+        code = 1
+    finally:
+        stop_logging()               # flush: os._exit skips atexit
+        os._exit(code)
 
 
 if __name__ == "__main__":   # pragma: no cover
