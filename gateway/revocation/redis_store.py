@@ -2,9 +2,12 @@
 
 Key format: see ``entries``. A lookup reads up to 3 keys in one round trip (MGET; in Cluster
 pipelined single-key GETs, never a cross-slot command), bounded by ``timeout_ms`` via
-``asyncio.timeout`` as well as socket timeouts. A supervisor task PINGs every second: two
+``asyncio.timeout`` as well as socket timeouts. A supervisor task PINGs every 0.5 s: two
 failures mark the store down (``healthy()`` False, lookups fail fast: fail closed) until a
-PING answers again. The near-cache is used only while the invalidation subscription is live.
+PING answers again. So a Redis that hangs without closing its sockets (the near-cache may go on
+answering from memory meanwhile) is marked down within 0.5 s + 2 x timeout_ms + 0.25 s
+(1.35 s by default), inside the 2 s outage budget. The near-cache is used only while the
+invalidation subscription is live.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .nearcache import MISSING, NearCache
 
 log = logging.getLogger("poolgate.revocation")
 
-PING_SECONDS = 1.0
+PING_SECONDS = 0.5                   # health PING period; 2 failures (each <= timeout_ms) = down
 DOWN_AFTER_FAILURES = 2
 SUB_PING_SECONDS = 2.0
 
