@@ -196,6 +196,14 @@ def test_admin_api_each_kind_get_delete_auth_and_validation(store, request, jwks
     assert r.status_code == 201 and r.json()["kind"] == "jti", r.text
     wait_status(gw, t1, 401)
     assert status(gw, t2) == 200
+    # a token without jti: its sub with not_before = iat + 1 (it and earlier ones revoked)
+    n_user = str(uuid.uuid4())
+    nojti, later = mint(signer, sub=n_user, jti=None, iat=now - 30), mint(signer, sub=n_user)
+    r = api.post("/revocations", json={"token": nojti})
+    assert r.status_code == 201 and r.json()["kind"] == "sub", r.text
+    assert r.json()["not_before"] == now - 29, r.text
+    wait_status(gw, nojti, 401)
+    assert status(gw, later) == 200
     # a token the gateway would not accept anyway is refused, nothing written
     forged = Signer().token(cognito_claims(ISSUER, CLIENT, jti="forged-" + prefix))
     r = api.post("/revocations", json={"token": forged})
@@ -249,8 +257,15 @@ def test_admin_api_each_kind_get_delete_auth_and_validation(store, request, jwks
     if port is not None:
         keys = keys_under(port, prefix)
         assert not any("victim" in k for k in keys), keys
-        # left: the origin_jti family and t1's jti (jti-a and the sub entry were deleted)
-        n = assert_every_key_has_ttl([port], prefix, at_least=2)
+        # left: the origin_jti family, t1's jti and n_user's sub (jti-a and the signed_out
+        # sub entry were deleted); TTL = (exp, or not_before + max lifetime) + skew - now
+        n = assert_every_key_has_ttl([port], prefix, at_least=3)
+        elapsed = int(time.time()) - now
+        ttl = int(cli(port, "TTL", f"{prefix}ojti:{fam}"))
+        assert 3600 + 60 - elapsed - 2 <= ttl <= 3600 + 60, ttl
+        ttl = int(cli(port, "TTL", f"{prefix}sub:{n_user}"))
+        assert -29 + 86400 + 60 - elapsed - 2 <= ttl <= -29 + 86400 + 60, ttl
+        assert cli(port, "GET", f"{prefix}sub:{n_user}") == str(now - 29)
         print(f"\nadmin API ({store}): {n} keys under {prefix}, every one with a TTL")
     api.close()
 
