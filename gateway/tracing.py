@@ -26,9 +26,10 @@ from typing import Any
 
 log = logging.getLogger("poolgate.tracing")
 
-__all__ = ["enabled", "setup", "shutdown", "span"]
+__all__ = ["enabled", "inject", "request_span", "setup", "shutdown", "span"]
 
 ENV = "POOLGATE_TRACING"
+REQUEST = "poolgate.request"
 VERIFY = "poolgate.verify"
 REVOCATION = "poolgate.revocation"
 UPSTREAM = "poolgate.upstream"
@@ -44,6 +45,42 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractCont
     if _tracer is None:
         return _NOOP
     return _span(_tracer, name, attributes)
+
+
+def request_span(headers: list[tuple[bytes, bytes]], method: str,
+                 route: str | None = None) -> AbstractContextManager[Any]:
+    """The request's server span, continuing the caller's trace (W3C ``traceparent``) if the
+    request carries one; the no-op when off. Only the method and the route id are recorded:
+    never the path's values, a header or a token."""
+    if _tracer is None:
+        return _NOOP
+    from opentelemetry import propagate, trace  # noqa: PLC0415
+    carrier: dict[str, str] = {}
+    for k, v in headers:
+        name = k.decode("latin-1").lower()
+        if name in ("traceparent", "tracestate") and name not in carrier:
+            carrier[name] = v.decode("latin-1")
+    attributes = {"http.request.method": method}
+    if route is not None:
+        attributes["http.route"] = route
+    return _tracer.start_as_current_span(  # type: ignore[no-any-return]
+        REQUEST, context=propagate.extract(carrier), kind=trace.SpanKind.SERVER,
+        attributes=attributes)
+
+
+def inject(headers: list[tuple[bytes, bytes]]) -> None:
+    """Append the current span's ``traceparent`` (and ``tracestate``) to headers going
+    upstream, replacing the client's; does nothing when off."""
+    if _tracer is None:
+        return
+    from opentelemetry import propagate  # noqa: PLC0415
+    out: dict[str, str] = {}
+    propagate.inject(out)
+    if not out:
+        return
+    names = {k.lower().encode("latin-1") for k in out}
+    headers[:] = [(k, v) for k, v in headers if k.lower() not in names]
+    headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out.items())
 
 
 def enabled() -> bool:

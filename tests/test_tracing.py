@@ -26,8 +26,12 @@ def test_off_by_default_span_is_one_shared_no_op() -> None:
     assert tracing.setup() is False and not tracing.enabled()
     a, b = tracing.span(tracing.VERIFY), tracing.span(tracing.UPSTREAM, {"upstream": "x"})
     assert a is b                                     # nothing allocated per call
+    assert tracing.request_span([], "GET") is a
     with a as inner:
         assert inner is None
+    headers = [(b"traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")]
+    tracing.inject(headers)
+    assert headers == [(b"traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")]
 
 
 @pytest.mark.parametrize("value", ["0", "", "no", "off"])
@@ -125,3 +129,22 @@ def test_default_provider_is_built_from_the_environment(monkeypatch: pytest.Monk
         assert s.is_recording()
     tracing.shutdown()
     assert tracing._provider is None
+
+
+def test_request_span_continues_the_callers_trace_and_inject_passes_it_on(exporter: Any) -> None:
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    incoming = [(b"Traceparent", f"00-{trace_id}-{parent_id}-01".encode()),
+                (b"authorization", b"Bearer secret.token.here")]
+    upstream = [(b"traceparent", b"00-" + b"f" * 32 + b"-" + b"e" * 16 + b"-01"),
+                (b"x-request-id", b"r1")]
+    with tracing.request_span(incoming, "GET", "orders"), tracing.span(tracing.UPSTREAM):
+        tracing.inject(upstream)
+    up, req = exporter.get_finished_spans()
+    assert req.name == tracing.REQUEST and format(req.context.trace_id, "032x") == trace_id
+    assert req.parent is not None and format(req.parent.span_id, "016x") == parent_id
+    assert dict(req.attributes) == {"http.request.method": "GET", "http.route": "orders"}
+    assert up.parent.span_id == req.context.span_id
+    sent = [v.decode() for k, v in upstream if k == b"traceparent"]
+    assert len(sent) == 1 and sent[0].split("-")[1:3] == [trace_id, format(up.context.span_id,
+                                                                           "016x")]
+    assert (b"x-request-id", b"r1") in upstream
