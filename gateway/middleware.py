@@ -11,7 +11,8 @@ import json
 import logging
 import os
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.authentication import AuthCredentials
 
@@ -37,7 +38,7 @@ WS_PROTOCOL_PREFIX = "bearer."
 class RequestContext:
     """What the gateway knows about an admitted request, for the app behind it."""
 
-    __slots__ = ("outcome", "path", "request_id", "peer", "trusted", "engine", "facts")
+    __slots__ = ("engine", "facts", "outcome", "path", "peer", "request_id", "trusted")
 
     def __init__(self, outcome: Any, path: str, rid: str, peer: str, trusted: bool,
                  engine: Engine, facts: RequestFacts) -> None:
@@ -54,7 +55,8 @@ class GatewayMiddleware:
         self.app = app
         if engine is None:
             if config is None:
-                raise TypeError("GatewayMiddleware needs config= (a path or gateway.load_config(...))")
+                raise TypeError("GatewayMiddleware needs config= "
+                                "(a path or gateway.load_config(...))")
             cfg = config if isinstance(config, Config) else load_config(config)
             engine = Engine(cfg, middleware_mode=not proxy)
         self.engine = engine
@@ -151,7 +153,8 @@ class GatewayMiddleware:
             facts = _facts(scope, path, peer, trusted, engine.clock(),
                            engine.config.listen.trusted_proxies)
             ws_token = None
-            if kind == "websocket" and engine.pipeline.route(facts.method, path)[0].auth != "public":
+            if kind == "websocket" and (
+                    engine.pipeline.route(facts.method, path)[0].auth != "public"):
                 ws_token = _websocket_token(headers)      # a public route ignores tokens
             outcome = await engine.pipeline.authorize(headers, scope.get("query_string", b""),
                                                       facts, token=ws_token)
@@ -240,7 +243,7 @@ class _ConnectTracker:
     """``receive`` for a WebSocket, remembering whether ``websocket.connect`` was read (a
     refusal after the app, e.g. the proxy's 502, must not wait for it a second time)."""
 
-    __slots__ = ("receive", "connected")
+    __slots__ = ("connected", "receive")
 
     def __init__(self, receive: Receive) -> None:
         self.receive, self.connected = receive, False
@@ -318,4 +321,4 @@ def _without(headers: list[tuple[bytes, bytes]], engine: Engine) -> list[tuple[b
     return [(k, v) for k, v in headers if canonical(k) not in names]
 
 
-__all__ = ["GatewayMiddleware", "RequestContext", "InvalidRequest"]
+__all__ = ["GatewayMiddleware", "InvalidRequest", "RequestContext"]

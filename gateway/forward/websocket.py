@@ -49,7 +49,7 @@ def gateway_request_headers(scope: dict[str, Any], ctx: RequestContext, *,
                             remove: frozenset[bytes] = frozenset()) -> Headers:
     """The outbound header list for an admitted request, as ``ProxyEndpoint`` builds it for
     HTTP: identity headers, the downstream credential, the user token if the route says so."""
-    from ..app import engine_credential_header, removed_names   # noqa: PLC0415 (see report)
+    from ..app import engine_credential_header, removed_names
 
     engine, outcome = ctx.engine, ctx.outcome
     route, principal = outcome.route, outcome.principal
@@ -98,8 +98,8 @@ async def forward_websocket(scope: dict[str, Any], receive: Receive, send: Send,
                             upstream.id, upstream.timeout_seconds)
         try:
             accept_headers = response_headers(
-                [(k.lower(), v) for k, v in ws._response.raw_headers],   # noqa: SLF001
-                remove=_HANDSHAKE_RESPONSE) if ws._response is not None else []  # noqa: SLF001
+                [(k.lower(), v) for k, v in ws._response.raw_headers],
+                remove=_HANDSHAKE_RESPONSE) if ws._response is not None else []
             await send({"type": "websocket.accept", "subprotocol": ws.protocol,
                         "headers": accept_headers})
             await _relay(ws, receive, send)
@@ -115,9 +115,11 @@ class _Redirected(Exception):
         self.status = status
 
 
+_Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
+
+
 async def _no_redirects(request: aiohttp.ClientRequest,
-                        handler: Callable[[aiohttp.ClientRequest],
-                                          Awaitable[aiohttp.ClientResponse]]) -> aiohttp.ClientResponse:
+                        handler: _Handler) -> aiohttp.ClientResponse:
     """ws_connect follows redirects and has no switch for it: a redirect would carry the
     credential and identity headers to wherever the upstream points. Refuse it (502)."""
     resp = await handler(request)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import uvicorn
 import yaml
-
 from e2e.servers import JwksControl, Signer, ThreadServer, cognito_claims, free_port
 
 POOL = "eu-west-1_MwTestPool"
@@ -39,7 +39,7 @@ class LiveServer:
         except SystemExit as e:            # uvicorn exits 3 when the app's start-up fails
             self.exit_code = e.code
 
-    def start(self) -> "LiveServer":
+    def start(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
@@ -20,15 +20,21 @@ def principal(request: Request) -> Principal:
     return request.user
 
 
+User = Annotated[Principal, Depends(principal)]
+
+
 def role(*allowed: str) -> Any:
     """A dependency that admits only the mapped roles given (403 otherwise)."""
 
-    def check(user: Principal = Depends(principal)) -> Principal:
+    def check(user: User) -> Principal:
         if user.role not in allowed:
             raise HTTPException(status_code=403, detail=f"role {user.role} not allowed")
         return user
 
     return check
+
+
+Admin = Annotated[Principal, Depends(role("admin"))]
 
 
 def fastapi_app(events: list[str] | None = None) -> FastAPI:
@@ -43,17 +49,17 @@ def fastapi_app(events: list[str] | None = None) -> FastAPI:
     api = FastAPI(lifespan=lifespan)
 
     @api.get("/me")
-    async def me(request: Request, user: Principal = Depends(principal)) -> dict:
+    async def me(request: Request, user: User) -> dict:
         return {"sub": user.sub, "role": user.role, "authenticated": user.is_authenticated,
                 "groups": user.claims.get("cognito:groups", []),
                 "scopes": list(request.auth.scopes)}
 
     @api.get("/public/me")
-    async def public_me(user: Principal = Depends(principal)) -> dict:
+    async def public_me(user: User) -> dict:
         return {"authenticated": user.is_authenticated, "role": user.role}
 
     @api.get("/dashboard/admin")
-    async def admin(user: Principal = Depends(role("admin"))) -> dict:
+    async def admin(user: Admin) -> dict:
         return {"role": user.role}
 
     @api.get("/dashboard/requires")

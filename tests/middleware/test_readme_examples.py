@@ -14,7 +14,7 @@ import yaml
 
 from gateway import GatewayMiddleware, load_config
 
-from .conftest import CLIENT, POOL, bearer, wait_until, write_config
+from .conftest import CLIENT, POOL, bearer, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -23,7 +23,7 @@ SHIPPED = "config/middleware.yaml"
 
 def example(heading: str) -> str:
     section = README.split(f"### {heading}\n", 1)[1]
-    code = re.match(r"\s*```python\n(.*?)```", section, re.S)
+    code = re.match(r"\s*```python\n(.*?)```", section, re.DOTALL)
     assert code, f"no python block under {heading!r}"
     return code.group(1)
 
@@ -32,7 +32,8 @@ def run_example(heading: str, config: Path) -> Any:
     code = example(heading)
     assert code.count(SHIPPED) == 1, "the example should name config/middleware.yaml once"
     namespace: dict[str, Any] = {"__name__": f"readme_{heading.split('(')[1][:-1].lower()}"}
-    exec(compile(code.replace(SHIPPED, str(config)), f"README.md ({heading})", "exec"), namespace)
+    source = compile(code.replace(SHIPPED, str(config)), f"README.md ({heading})", "exec")
+    exec(source, namespace)  # noqa: S102 (the README's own code, as a reader would paste it)
     app = namespace["app"]
     assert isinstance(app, GatewayMiddleware)
     return app

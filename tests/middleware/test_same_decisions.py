@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-
 from e2e.servers import Gateway, JwksControl, Signer, ThreadServer, Upstream, cognito_claims
+
 from gateway import GatewayMiddleware
 
 from .conftest import CLIENT, ISSUER, LiveServer, middleware_config, wait_until
@@ -120,7 +121,8 @@ def test_the_same_config_file_gives_the_same_decisions(both):
             assert len(seen) == 1
             roles = seen[0].header("x-auth-role")
             p_role = roles[0] if roles else None
-        m_status, m_reason, m_challenge, m_body = _answer(both["middleware"], method, path, token, extra)
+        m_status, m_reason, m_challenge, m_body = _answer(both["middleware"], method, path,
+                                                          token, extra)
         m_role = m_body["role"] if m_status == 200 and m_body is not None else None
         rows.append(((method, path, who, extra), (p_status, p_reason, p_challenge, p_role),
                      (m_status, m_reason, m_challenge, m_role)))

@@ -25,7 +25,8 @@ async def me(request: Request) -> JSONResponse:
     return JSONResponse({"sub": user.sub, "role": user.role, "name": user.display_name,
                          "authenticated": user.is_authenticated,
                          "scopes": list(request.auth.scopes),
-                         "headers": sorted({k.decode().lower() for k, _ in request.scope["headers"]})})
+                         "headers": sorted({k.decode().lower()
+                                            for k, _ in request.scope["headers"]})})
 
 
 @requires("admin")
@@ -45,7 +46,8 @@ async def needs_token_scope(request: Request) -> JSONResponse:
 
 def starlette_app() -> Starlette:
     return Starlette(routes=[
-        Route("/me", me), Route("/public/me", me), Route("/items/{id}", me, methods=["GET", "DELETE"]),
+        Route("/me", me), Route("/public/me", me),
+        Route("/items/{id}", me, methods=["GET", "DELETE"]),
         Route("/admin/stats", admin_only), Route("/dashboard/admin", admin_only),
         Route("/public/private", signed_in_only), Route("/profile", needs_token_scope),
         Route("/reports/{id}", me, methods=["GET", "POST"]), Route("/other", me),
@@ -170,7 +172,8 @@ def test_middleware_default_policy_uses_the_service_as_resource(jwks, tmp_path, 
     cfg = middleware_config(jwks[1].url + "/jwks.json",
                             middleware={"default": "policy", "service": "svc"})
     cfg["roles"]["member"]["statements"].append(
-        {"sid": "Reports", "effect": "allow", "action": ["http:GET"], "resource": ["svc:/reports/**"]})
+        {"sid": "Reports", "effect": "allow", "action": ["http:GET"],
+         "resource": ["svc:/reports/**"]})
     cfg["roles"]["admin"]["statements"].append(
         {"sid": "Svc", "effect": "allow", "action": ["http:*"], "resource": ["svc:/**"]})
     srv = serve(GatewayMiddleware(starlette_app(), config=load_config(write_config(tmp_path, cfg))))
@@ -240,7 +243,8 @@ def test_lifespan_off_starts_the_engine_on_the_first_request(config_path, serve,
     r = httpx.get(srv.url + "/me", headers=bearer(token()))
     assert mw.engine.started
     assert r.status_code in (200, 503)          # keys may still be loading: never a 401
-    assert wait_until(lambda: httpx.get(srv.url + "/me", headers=bearer(token())).status_code == 200)
+    assert wait_until(
+        lambda: httpx.get(srv.url + "/me", headers=bearer(token())).status_code == 200)
 
 
 def test_a_failed_host_startup_stops_the_engine_too(config_path):
