@@ -208,7 +208,8 @@ def _sendable(code: Any) -> int:
 
 
 def _host(scope: dict[str, Any]) -> str:
-    for k, v in scope["headers"]:
+    headers: Headers = scope["headers"]
+    for k, v in headers:
         if canonical(k) == b"host":
             return v.decode("latin-1")
     server = scope.get("server")
