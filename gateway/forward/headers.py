@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
+import os
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -108,12 +108,13 @@ def check_framing(raw: Headers) -> None:
 
 
 def request_id(raw: Headers, *, trusted: bool) -> str:
-    """A trusted proxy's well-formed ``X-Request-Id`` (exactly one), else a fresh uuid4 hex."""
+    """A trusted proxy's well-formed ``X-Request-Id`` (exactly one), else 128 fresh random bits
+    as hex (os.urandom directly: a uuid4 object per request cost ~2% of the hot path)."""
     if trusted:
         found = [v for n, v in raw if canonical(n) == b"x-request-id"]
         if len(found) == 1 and _REQUEST_ID.fullmatch(found[0]):
             return found[0].decode("ascii")
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def forwarded_for(raw: Headers, peer: str, *, trusted: bool) -> bytes:
