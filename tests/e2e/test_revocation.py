@@ -760,6 +760,7 @@ def test_measure_revocation_check_cost(shared_redis, jwks, signer, tmp_path, pre
         rounds = int(os.environ.get("POOLGATE_BENCH_ROUNDS", "2"))
         results: dict[str, list[tuple[float, float, float]]] = {n: [] for n, _ in scenarios}
         lookup: dict[str, list[float]] = {n: [] for n, _ in scenarios}
+        serial: dict[str, list[float]] = {n: [] for n, _ in scenarios}
         for _round in range(rounds):
             for name, rev in scenarios:
                 cfg = base_config(jsrv.url + "/jwks.json", upstream_url, revocation=rev)
@@ -774,6 +775,13 @@ def test_measure_revocation_check_cost(shared_redis, jwks, signer, tmp_path, pre
                     mean = lookup_mean_us(gw.admin)
                     if mean is not None:
                         lookup[name].append(mean)
+                    with httpx.Client(timeout=5) as c:        # one connection, back to back
+                        one = []
+                        for _ in range(300):
+                            t1 = time.perf_counter()
+                            assert c.get(url, headers=bearer(tok)).status_code == 200
+                            one.append(time.perf_counter() - t1)
+                    serial[name].append(statistics.median(one) * 1000)
                 finally:
                     gw.stop()
                 assert bad == 0
@@ -790,7 +798,8 @@ def test_measure_revocation_check_cost(shared_redis, jwks, signer, tmp_path, pre
             cost = (1 / rps - 1 / base) * 1e6 if rps else float("nan")
             check = (f"lookup {statistics.median(lookup[name]):6.1f} µs"
                      if lookup[name] else "no lookup     ")
-            print(f"  {name:34s} {rps:6.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  {check}  "
+            print(f"  {name:34s} {rps:6.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
+                  f"1-conn p50 {statistics.median(serial[name]):5.2f} ms  {check}  "
                   f"({'+' if cost >= 0 else ''}{cost:.0f} µs/req vs none; runs "
                   f"{', '.join(f'{r[0]:.0f}' for r in rows)})")
     finally:
