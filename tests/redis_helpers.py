@@ -1,8 +1,9 @@
 """Private redis-server processes on free loopback ports: standalone, 3-master cluster, sentinel.
 
 Shared by tests/revocation (via its conftest) and tests/e2e/test_revocation.py (imported as
-``redis_helpers``: tests/ is on sys.path, as for ``e2e.servers``). Every process is stopped by PID in teardown; every wait is bounded. Without `redis-server` on
-PATH the tests skip, unless POOLGATE_REQUIRE_REDIS=1, which turns that into a failure.
+``redis_helpers``: tests/ is on sys.path, as for ``e2e.servers``). Every process is stopped
+by PID in teardown; every wait is bounded. Without `redis-server` on PATH the tests skip,
+unless POOLGATE_REQUIRE_REDIS=1, which turns that into a failure.
 """
 
 from __future__ import annotations
@@ -179,8 +180,9 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Red
     """Three masters with cluster-enabled yes on loopback, slots assigned, cluster_state:ok."""
     need_redis()
     work = tmp_path_factory.mktemp("cluster")
-    nodes = [RedisProc(work, port=free_cluster_port(), args=("--cluster-enabled", "yes", "--cluster-config-file",
-                                   "nodes.conf", "--cluster-node-timeout", "2000"))
+    nodes = [RedisProc(work, port=free_cluster_port(),
+                       args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                             "--cluster-node-timeout", "2000"))
              for _ in range(3)]
     try:
         for n in nodes:
