@@ -81,7 +81,9 @@ class Engine:
         """Ready when every identity source has usable keys and the store answers."""
         jwks = self.jwks.status()
         store_ok = self.store.healthy() if self.store is not None else True
-        ok = self.jwks.ready() and store_ok
+        # with on_error: allow a store outage must not take every replica out of the load
+        # balancer at once (that would defeat the explicit opt-out); the body still says so
+        ok = self.jwks.ready() and (store_ok or self.config.revocation.on_error == "allow")
         detail = {"ready": ok, "identity_sources": jwks,
                   "revocation": {"store": self.config.revocation.store, "healthy": store_ok}}
         return ok, detail
