@@ -918,6 +918,9 @@ def _middleware(n: _Node) -> MiddlewareConfig:
                                          choices=("authenticated", "policy")),
                            service=n.str("service", None))
     n.done()
+    if cfg.default == "policy" and cfg.service is None:
+        raise ConfigError(n.sub("service"), "is required when middleware.default is policy "
+                                            "(statements name it: <service>:/path)")
     return cfg
 
 

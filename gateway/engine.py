@@ -50,7 +50,7 @@ class Engine:
         self.signer = signer if signer is not None else (
             CredentialSigner(config.downstream_credential, clock=clock,
                              allow_generated=allow_generated_key)
-            if config.downstream_credential.enabled else None)
+            if config.downstream_credential.enabled and not middleware_mode else None)
         self.identity = IdentityHeaders(config.downstream_credential.identity_headers)
         mw = config.middleware
         self.pipeline = Pipeline(config, router=self.router, verifier=self.verifier,

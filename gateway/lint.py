@@ -107,7 +107,8 @@ def _statement(cfg: Config, st: Statement, guest_only: bool, out: list[str]) -> 
     globs = [r.partition(":")[0] for r in st.resources]
     for j, res in enumerate(st.resources):
         up, _, pat = res.partition(":")
-        if not any(fnmatch.fnmatchcase(u, up) for u in cfg.upstreams):
+        known = [*cfg.upstreams, *([cfg.middleware.service] if cfg.middleware.service else [])]
+        if not any(fnmatch.fnmatchcase(u, up) for u in known):
             out.append(f"{st.path}.resource[{j}]: no upstream matches {up!r}")
         if "${" not in pat:
             try:

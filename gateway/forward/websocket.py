@@ -20,7 +20,8 @@ import aiohttp
 from yarl import URL
 
 from ..errors import BadGateway, GatewayTimeout, NotFound
-from .headers import canonical, response_headers, upstream_request_headers
+from .headers import canonical, response_headers
+from .outbound import gateway_request_headers
 
 if TYPE_CHECKING:
     from ..middleware import RequestContext
@@ -43,35 +44,6 @@ _HANDSHAKE_RESPONSE = _HANDSHAKE | {b"sec-websocket-accept", b"content-length", 
                                     b"server", b"x-request-id"}
 # close codes that must never appear in a close frame (RFC 6455 7.4.1)
 _RESERVED_CLOSE = frozenset({1004, 1005, 1006, 1015})
-
-
-def gateway_request_headers(scope: dict[str, Any], ctx: RequestContext, *,
-                            remove: frozenset[bytes] = frozenset()) -> Headers:
-    """The outbound header list for an admitted request, as ``ProxyEndpoint`` builds it for
-    HTTP: identity headers, the downstream credential, the user token if the route says so."""
-    from ..app import engine_credential_header, removed_names
-
-    engine, outcome = ctx.engine, ctx.outcome
-    route, principal = outcome.route, outcome.principal
-    assert route is not None and route.upstream is not None
-    upstream = engine.config.upstreams[route.upstream]
-    extra = engine.identity.render(principal)
-    signer = engine.signer
-    if signer is not None and principal.role is not None:
-        before = signer.signs_count
-        cred = signer.issue(principal=principal, upstream=upstream.id, route_id=route.id,
-                            route_action=route.action, path_params=outcome.path_params,
-                            permissions=outcome.decision.permissions,
-                            decision_id=outcome.decision.id)
-        extra.append((engine_credential_header(engine), cred.encode("ascii")))
-        if signer.signs_count != before:
-            engine.metrics.credentials_signed.labels(upstream.id).inc()
-    if route.forward_user_token and principal.token is not None:
-        extra.append((b"authorization", b"Bearer " + principal.token.raw.encode("ascii")))
-    return upstream_request_headers(
-        scope["headers"], remove=removed_names(engine) | remove, peer=ctx.peer,
-        trusted=ctx.trusted, scheme=scope.get("scheme", "http"), host=_host(scope),
-        request_id=ctx.request_id, upstream_authority=upstream.authority, extra=extra)
 
 
 async def forward_websocket(scope: dict[str, Any], receive: Receive, send: Send,
@@ -206,11 +178,3 @@ def _sendable(code: Any) -> int:
         return code
     return 1000
 
-
-def _host(scope: dict[str, Any]) -> str:
-    headers: Headers = scope["headers"]
-    for k, v in headers:
-        if canonical(k) == b"host":
-            return v.decode("latin-1")
-    server = scope.get("server")
-    return f"{server[0]}:{server[1]}" if server else ""
