@@ -82,7 +82,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from .logs import setup_logging  # noqa: PLC0415
         from .server import serve  # noqa: PLC0415
+        from . import accesslog  # noqa: PLC0415
         setup_logging()
+        accesslog.install(sys.stderr)
         return serve(args.config, workers=args.workers)
     if args.command == "check":
         return _check(args.config)

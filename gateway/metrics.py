@@ -8,6 +8,7 @@ prometheus-client's multiprocess mode instead (PROMETHEUS_MULTIPROC_DIR).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,6 +28,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter("poolgate_requests_total", "Requests answered, by route and status",
                                 ["route", "method", "status"], registry=r)
         self.decisions = Counter("poolgate_decisions_total",
@@ -63,6 +65,15 @@ class Metrics:
                                           ["upstream"], registry=r)
         self.reloads = Counter("poolgate_config_reloads_total", "Config reloads by result",
                                ["result"], registry=r)
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, cached: labels() costs microseconds on every request.
+        Label values are bounded by config (routes, codes, upstreams) and normalised methods."""
+        key = (id(metric), values)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*values)
+        return c
 
     def exposition(self) -> bytes:
         """The text exposition; all workers' values when running multiprocess."""

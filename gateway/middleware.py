@@ -17,6 +17,7 @@ from typing import Any
 from starlette.authentication import AuthCredentials
 
 from .config import Config, load_config
+from . import accesslog
 from .engine import Engine
 from .errors import GatewayError, InvalidRequest
 from .extract import websocket_protocol_token
@@ -30,7 +31,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-access_log = logging.getLogger("poolgate.access")
 log = logging.getLogger("poolgate")
 WS_PROTOCOL_PREFIX = "bearer."
 
@@ -229,14 +229,19 @@ class GatewayMiddleware:
         elapsed = time.perf_counter() - t0
         m = engine.metrics
         method = scope.get("method", "WS")
-        m.requests.labels(route, method, str(status)).inc()
-        m.decisions.labels(decision or "none", code or "none").inc()
-        m.request_seconds.labels(route).observe(elapsed)
-        if engine.config.logging.access_log and access_log.isEnabledFor(logging.INFO):
-            access_log.info("request", extra={"fields": {
-                "request_id": rid, "route": route, "method": method,
-                "path": scope.get("path", ""), "status": status, "decision": decision,
-                "code": code, "role": role, "latency_ms": round(elapsed * 1000, 3)}})
+        label_method = method if method in _METHODS else "OTHER"   # bounded label values
+        m.child(m.requests, route, label_method, str(status)).inc()
+        m.child(m.decisions, decision or "none", code or "none").inc()
+        m.child(m.request_seconds, route).observe(elapsed)
+        if engine.config.logging.access_log:
+            accesslog.emit({"request_id": rid, "route": route, "method": label_method,
+                            "path": scope.get("path", ""), "status": status,
+                            "decision": decision, "code": code, "role": role,
+                            "latency_ms": round(elapsed * 1000, 3)})
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+                      "CONNECT", "WS"})
 
 
 class _ConnectTracker:

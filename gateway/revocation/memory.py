@@ -87,8 +87,9 @@ class MemoryStore:
                 found = kind
                 break
         if self._metrics is not None:
-            self._metrics.revocation_lookups.labels(result="hit" if found else "miss").inc()
-            self._metrics.revocation_seconds.labels(source=token.source_id).observe(
+            m = self._metrics
+            m.child(m.revocation_lookups, "hit" if found else "miss").inc()
+            m.child(m.revocation_seconds, token.source_id).observe(
                 time.perf_counter() - started)
         return found
 
