@@ -5,7 +5,11 @@ signing-key rotation without downtime, and ``--workers 2``."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -282,6 +286,28 @@ def test_signing_key_rotation_without_downtime(jwks, upstream, gateway_factory, 
 
 # --------------------------------------------------------------------------- --workers 2
 
+def _stale_counter(directory: Path, value: float) -> None:
+    """A counter file as a previous run of the gateway would have left it."""
+    code = ("from prometheus_client import Counter; Counter('poolgate_requests_total', 'x', "
+            f"['route', 'method', 'status']).labels('orders', 'GET', '200').inc({value!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30,
+                   env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)})
+    assert list(directory.glob("counter_*.db"))
+
+
+def _requests_in(db: Path, tmp: Path) -> float:
+    """poolgate_requests_total in ONE process's multiprocess file."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+    alone = tmp / f"alone-{db.stem}"
+    alone.mkdir()
+    shutil.copy(db, alone / db.name)
+    reg = CollectorRegistry()
+    MultiProcessCollector(reg, path=str(alone))
+    return sum(s.value for m in reg.collect() for s in m.samples
+               if s.name == "poolgate_requests_total")
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -300,19 +326,22 @@ def test_workers_share_listeners_metrics_reload_and_stop(jwks, upstream, gateway
     cfg = base_config(jsrv.url + "/jwks.json", usrv.url, routes=routes,
                       revocation={"store": "none"},
                       downstream_credential=_signing(keys, "k1"))
-    gw = gateway_factory(cfg, workers=2)
+    prom = tmp_path / "prometheus"
+    prom.mkdir()
+    _stale_counter(prom, 1000)                        # a file left by an earlier run
+    gw = gateway_factory(cfg, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(prom)})
     tok = signer.token(cognito_claims(ISSUER, CLIENT))
     n = 40
     for i in range(n):                                # a new connection each
         assert httpx.get(gw.proxy + f"/orders/{i}", headers=_auth(tok)).status_code == 200
-    _until(lambda: len(_logged(gw, logger="poolgate.access")) >= n, timeout=5)
-    workers = {r["pid"] for r in _logged(gw, event="workers")}
-    assert len(workers) == 1
-    pids = set(_logged(gw, event="workers")[0]["pids"])
-    served_by = {r["pid"] for r in _logged(gw, logger="poolgate.access")}
-    assert len(pids) == 2 and served_by == pids      # both workers accept on the listener
-    # /metrics, whichever worker answers, sums every worker's samples: each worker fetched
-    # the JWKS once at start, and the requests add up whoever served them
+    (started,) = _logged(gw, event="workers")
+    pids = set(started["pids"])
+    assert len(pids) == 2 and started["pid"] not in pids
+    # both workers accept on the shared listener: each one's own file counts requests
+    served = {pid: _requests_in(prom / f"counter_{pid}.db", tmp_path) for pid in pids}
+    assert sum(served.values()) == n and all(served.values()), served
+    # /metrics, whichever worker answers, sums every worker's samples (and not the stale
+    # file's): each worker fetched the JWKS at start, the requests add up whoever served them
     for _ in range(4):
         assert _metric(gw.admin, "poolgate_requests_total", route="orders", status="200") == n
         assert _metric(gw.admin, "poolgate_jwks_fetches_total", result="ok") == control.fetches
