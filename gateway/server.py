@@ -26,7 +26,7 @@ from typing import Any, Literal, NoReturn
 
 import uvicorn
 
-from . import tracing
+from . import accesslog, tracing
 from .config import Config, load_config
 from .errors import ConfigError
 from .logs import set_level, stop_logging
@@ -488,7 +488,8 @@ def _worker(path: str, config: Config, proxy_sock: socket.socket, admin_sock: so
         log.exception("worker failed")
         code = 1
     finally:
-        stop_logging()               # flush: os._exit skips atexit
+        accesslog.uninstall()        # flush both writers: os._exit skips atexit
+        stop_logging()
         os._exit(code)
 
 

@@ -377,6 +377,9 @@ def test_workers_share_listeners_metrics_reload_and_stop(jwks, upstream, gateway
     assert gw.proc.wait(10) == 0
     print(f"workers: parent exited {time.monotonic() - t0:.2f} s after SIGTERM")
     assert not any(_alive(p) for p in pids)
+    # one access line per proxied request, none lost when the workers exit
+    _until(lambda: len(_logged(gw, logger="poolgate.access")) >= n + 11, timeout=5)
+    assert len(_logged(gw, logger="poolgate.access")) == n + 11
 
 
 @pytest.mark.parametrize("over,message", [
