@@ -59,45 +59,63 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _Pacer:
-    """The response-headers deadline, pushed back while the request body is still moving.
+class _Deadline:
+    """The response-headers deadline: one timer, pushed back while the request body moves.
 
     ``timeout`` bounds connect + time to response headers; a slow but progressing upload is
     not the upstream's fault, so each body chunk restarts the clock (as Envoy starts its route
-    timeout once the request is complete). A stalled upload still times out.
+    timeout once the request is complete). A stalled upload still times out. Moving the
+    deadline is a float store; the timer re-arms itself lazily when it fires early (cheaper
+    than ``asyncio.timeout`` + ``reschedule`` per chunk, which made a new timer every time).
     """
 
-    def __init__(self, deadline: asyncio.Timeout, timeout: float) -> None:
-        self.deadline, self.timeout, self.live = deadline, timeout, True
-        self.loop = asyncio.get_running_loop()
+    __slots__ = ("at", "expired", "handle", "live", "loop", "task", "timeout")
 
-    def progress(self) -> None:
-        if self.live:
-            self.deadline.reschedule(self.loop.time() + self.timeout)
+    def __init__(self, timeout: float) -> None:
+        loop = self.loop = asyncio.get_running_loop()
+        self.task, self.timeout = asyncio.current_task(), timeout
+        self.at = loop.time() + timeout
+        self.expired, self.live = False, True
+        self.handle = loop.call_at(self.at, self._fire)
+
+    def _fire(self) -> None:
+        if not self.live:
+            return
+        if self.loop.time() < self.at:
+            self.handle = self.loop.call_at(self.at, self._fire)
+            return
+        self.expired = True
+        assert self.task is not None
+        self.task.cancel()
+
+    def done(self) -> None:
+        self.live = False
+        self.handle.cancel()
 
     async def paced(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in body:
-            self.progress()
+            self.at = self.loop.time() + self.timeout
             yield chunk
-        self.progress()
+        self.at = self.loop.time() + self.timeout
 
 
 async def _response_within(timeout: float, body: AsyncIterator[bytes] | None,
                            start: Callable[[AsyncIterator[bytes] | None], Awaitable[R]],
                            errors: tuple[type[BaseException], ...]) -> R:
     """Run ``start`` (send the request, await response headers), translating its failures."""
+    deadline = _Deadline(timeout)
     try:
-        async with asyncio.timeout(timeout) as deadline:
-            pacer = _Pacer(deadline, timeout)
-            try:
-                return await start(pacer.paced(body) if body is not None else None)
-            finally:
-                pacer.live = False
-    except TimeoutError:
-        raise GatewayTimeout("no response headers from the upstream in time",
-                             code="upstream_timeout") from None
+        return await start(deadline.paced(body) if body is not None else None)
+    except asyncio.CancelledError:
+        assert deadline.task is not None
+        if deadline.expired and deadline.task.uncancel() == 0:
+            raise GatewayTimeout("no response headers from the upstream in time",
+                                 code="upstream_timeout") from None
+        raise
     except errors as exc:
         raise BadGateway(f"upstream: {type(exc).__name__}", code="upstream_unreachable") from None
+    finally:
+        deadline.done()
 
 
 async def _idle_bounded(read: Callable[[], Awaitable[bytes]], idle: float,
