@@ -2,8 +2,8 @@
 
 The only forwarding I/O in poolgate. Bodies stream both ways without buffering; nothing is
 added to the request (no User-Agent, no Accept-Encoding) and nothing is decoded from the
-response; there is no cookie jar. Two transports satisfy one protocol: aiohttp (the hot path)
-and httpx.
+response; there is no cookie jar. Three transports satisfy one protocol: the project's own
+HTTP/1.1 client (``H1Transport``, forward/h1.py), aiohttp and httpx.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from yarl import URL
 from ..config import Upstream
 from ..errors import BadGateway, GatewayError, GatewayTimeout
 from ..metrics import Metrics
+from .h1 import H1Transport
 from .headers import canonical, response_headers
 
 __all__ = [
     "AiohttpTransport",
     "ClientDisconnected",
+    "H1Transport",
     "HttpxTransport",
     "Transport",
     "UpstreamResponse",

@@ -1,4 +1,4 @@
-"""Forwarding I/O (gateway/forward/proxy.py) over real loopback sockets, both transports.
+"""Forwarding I/O (gateway/forward/proxy.py) over real loopback sockets, every transport.
 
 client (raw socket) -> uvicorn running a minimal gateway app around ``forward`` -> a raw
 asyncio HTTP/1.1 upstream that records exactly what arrived and counts bodies without
@@ -22,7 +22,7 @@ import uvicorn
 from gateway.config import Upstream
 from gateway.errors import GatewayError
 from gateway.forward.headers import check_framing, request_id, upstream_request_headers
-from gateway.forward.proxy import AiohttpTransport, HttpxTransport, Transport, forward
+from gateway.forward.proxy import AiohttpTransport, H1Transport, HttpxTransport, Transport, forward
 from gateway.metrics import Metrics
 from gateway.routes import normalise_path
 
@@ -197,9 +197,12 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
+TRANSPORTS = {"h1": H1Transport, "aiohttp": AiohttpTransport, "httpx": HttpxTransport}
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
 async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
-    t: Transport = AiohttpTransport() if request.param == "aiohttp" else HttpxTransport()
+    t: Transport = TRANSPORTS[request.param]()
     yield t
     await t.aclose()
 

@@ -1,0 +1,525 @@
+"""HTTP/1.1 upstream client for the forwarding hot path: pooled keep-alive connections.
+
+A proxy needs little of a general HTTP client: the request head is already built (raw path,
+headers exactly as given, ``Host`` included), nothing is decoded, there is no cookie jar, no
+redirects, no URL object. Written on ``asyncio.Protocol`` (so it runs under uvloop) with
+httptools' llhttp response parser, one round trip costs a fraction of aiohttp's
+(tests/bench/upstream_clients.py: 11-33 us against 85-117 us).
+
+Framing: a request body with ``content-length`` goes out as is, one without goes out chunked;
+responses may be content-length, chunked (framing and trailers stripped, chunks streamed) or
+close-delimited; HEAD, 204, 304 and 1xx carry no body; interim 1xx responses are skipped.
+Timeouts run on one timer per exchange, re-armed lazily (moving a deadline is a float store):
+``timeout`` bounds connect + time to response headers, pushed back while the request body is
+moving; ``idle_timeout`` bounds every wait for body bytes afterwards.
+
+A connection goes back to the pool only when its response was read to the end, the request
+body was fully sent and both sides allow keep-alive. A pooled connection found dead before any
+response byte arrived is retried once on a fresh connection, for an idempotent request without
+a body only. ``https`` upstreams go to the ``https`` transport given (TLS is not done here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import httptools
+
+from ..errors import BadGateway, GatewayTimeout
+
+if TYPE_CHECKING:
+    from .proxy import Transport, UpstreamResponse
+
+__all__ = ["MAX_HEAD_BYTES", "H1Transport"]
+
+Headers = list[tuple[bytes, bytes]]
+MAX_HEAD_BYTES = 65536                 # response head cap (status line + headers)
+_HIGH_WATER = 1 << 18                  # buffered response body above which reading pauses
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+class _BadResponse(Exception):
+    """The upstream broke HTTP/1.1 (unparseable head, oversize head, an upgrade)."""
+
+
+class _HeadDone(Exception):
+    """Stops the parser after a HEAD response's headers (llhttp cannot be told 'no body')."""
+
+
+class _Conn(asyncio.Protocol):
+    """One upstream connection; at most one exchange at a time (no pipelining)."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool, self.loop = pool, pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[None] | None = None
+        self.drainer: asyncio.Future[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = self.timer_at = 0.0
+        self.error: BaseException | None = None
+        self.closed = self.write_paused = self.read_paused = self.busy = False
+        self.reused = False
+        self.counted = True            # holds one of the pool's connection slots
+        self.idle_since = 0.0
+        self.upload: asyncio.Task[None] | None = None
+        self._reset(False)
+
+    def _reset(self, head_only: bool) -> None:
+        self.head_only, self.status = head_only, 0
+        self.headers: Headers = []
+        self.chunks: list[bytes] = []
+        self.head_bytes = self.raw_bytes = self.buffered = 0
+        self.head_done = self.complete = self.keep_alive = False
+        self.interim = self.received = False
+        self.sent = True               # the request body (if any) went out in full
+        self.problem: str | None = None
+
+    # ------------------------------------------------------------------ protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy or self.complete:
+            self.close()               # bytes nobody asked for: the connection is unusable
+            return
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            if self.problem is None:   # _HeadDone: no body follows a HEAD answer
+                self.keep_alive = self.keep_alive and data.endswith(b"\r\n\r\n")
+                self.parser = httptools.HttpResponseParser(self)
+            else:
+                self._fail(_BadResponse(self.problem))
+            return
+        except httptools.HttpParserUpgrade:
+            self._fail(_BadResponse("unexpected protocol upgrade"))
+            return
+        except httptools.HttpParserError as exc:
+            self._fail(_BadResponse(f"unparseable response: {exc}"))
+            return
+        if not self.head_done:
+            self.raw_bytes += len(data)     # a head that never ends, in small pieces
+            if self.raw_bytes > MAX_HEAD_BYTES:
+                self._fail(_BadResponse("response head too large"))
+
+    def on_message_begin(self) -> None:
+        if self.complete:              # a second answer to one request
+            self.problem = "unsolicited response"
+            raise _BadResponse(self.problem)
+        self.headers = []              # a 1xx interim answer restarts the head
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head_done:         # after the head: chunked trailers, dropped
+            self.head_bytes += len(name) + len(value) + 4
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self.problem = "response head too large"
+                raise _BadResponse(self.problem)
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:               # 100/102/103: skipped; 101 ends in HttpParserUpgrade
+            self.interim = status != 101
+            return
+        self.status, self.head_done = status, True
+        if self.head_only:
+            self.complete, self.keep_alive = True, self.parser.should_keep_alive()
+            self._wake(None)
+            raise _HeadDone()
+        self._wake(None)
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > _HIGH_WATER and not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+        if self.waiter is not None:
+            self._wake(None)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        self.complete, self.keep_alive = True, self.parser.should_keep_alive()
+        self._wake(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        drainer, self.drainer = self.drainer, None
+        if drainer is not None and not drainer.done():
+            drainer.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.lost(self)
+        if self.busy and not self.complete:
+            if self.head_done and exc is None and not _framed(self.headers):
+                self.complete = True   # close-delimited body: EOF is its end
+            elif self.error is None:
+                self.error = exc or ConnectionResetError("upstream closed the connection")
+        self._wake(self.error)
+        drainer, self.drainer = self.drainer, None
+        if drainer is not None and not drainer.done():
+            drainer.set_exception(self.error or ConnectionResetError("upstream closed"))
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    # ------------------------------------------------------------------ waiting
+
+    def _wake(self, exc: BaseException | None) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self._wake(exc)
+        self.close()
+
+    def arm(self, deadline: float) -> None:
+        """Move the exchange's one deadline; a later one costs a float store (lazy timer)."""
+        self.deadline = deadline
+        if self.timer is None or deadline < self.timer_at:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = self.deadline
+        self.timer = self.loop.call_at(self.deadline, self._expire)
+
+    def _expire(self) -> None:
+        self.timer = None
+        if self.waiter is None:        # nobody waiting: the next wait re-arms it
+            return
+        if self.loop.time() < self.deadline:
+            self._schedule()
+            return
+        self._wake(TimeoutError())
+
+    async def wait(self) -> None:
+        if self.error is not None:
+            raise self.error
+        waiter = self.waiter = self.loop.create_future()
+        if self.timer is None or self.deadline < self.timer_at:
+            self._schedule()
+        await waiter
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+        self.pool.lost(self)
+
+    # ------------------------------------------------------------------ one exchange
+
+    async def exchange(self, head: bytes, body: AsyncIterator[bytes] | None, chunked: bool,
+                       head_only: bool, deadline: float, timeout: float) -> None:
+        """Send the request; return once the response head is in (raises on failure)."""
+        self._reset(head_only)
+        self.busy = True
+        self.arm(deadline)
+        assert self.transport is not None
+        self.transport.write(head)
+        if body is not None:
+            self.sent = False
+            self.upload = self.loop.create_task(self._send_body(body, chunked, timeout))
+        while not self.head_done:
+            await self.wait()
+
+    async def _send_body(self, body: AsyncIterator[bytes], chunked: bool, timeout: float) -> None:
+        transport, loop = self.transport, self.loop
+        assert transport is not None
+        try:
+            async for chunk in body:
+                if self.closed:
+                    return
+                if not chunk:           # an empty chunk would end a chunked body
+                    continue
+                if not self.head_done:  # a moving upload is not the upstream's delay
+                    self.deadline = loop.time() + timeout
+                if chunked:
+                    transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                else:
+                    transport.write(chunk)
+                if self.write_paused:
+                    self.drainer = loop.create_future()
+                    await self.drainer
+            if chunked and not self.closed:
+                transport.write(b"0\r\n\r\n")
+            self.sent = True
+            if not self.head_done:
+                self.deadline = loop.time() + timeout
+        except (ConnectionError, OSError):
+            pass                        # connection_lost has the story
+        except Exception as exc:  # noqa: BLE001 (any body failure, e.g. the client left)
+            self._fail(exc)
+
+    def finish(self) -> None:
+        """The caller is done with this exchange: pool the connection or drop it."""
+        self.busy = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        upload, self.upload = self.upload, None
+        if upload is not None and not upload.done():
+            upload.cancel()
+        if (self.complete and self.keep_alive and self.sent and not self.closed
+                and self.error is None and not self.chunks):
+            self.pool.put(self)
+        else:
+            self.close()
+
+
+def _framed(headers: Headers) -> bool:
+    for name, value in headers:
+        key = name.lower()
+        if key == b"content-length" or key == b"transfer-encoding" and b"chunked" in value.lower():
+            return True
+    return False
+
+
+class _Pool:
+    """Connections to one origin: idle ones LIFO (the warmest first), at most ``limit`` open."""
+
+    def __init__(self, host: str, port: int, limit: int, expiry: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.host, self.port, self.limit, self.expiry = host, port, limit, expiry
+        self.idle: list[_Conn] = []
+        self.open = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, deadline: float) -> _Conn:
+        idle, now = self.idle, self.loop.time()
+        while idle:
+            conn = idle.pop()
+            if conn.closed:
+                continue
+            if now - conn.idle_since > self.expiry:
+                conn.close()
+                continue
+            return conn
+        while self.open >= self.limit:
+            waiter = self.loop.create_future()
+            self.waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except TimeoutError:
+                raise GatewayTimeout("no upstream connection free in time",
+                                     code="upstream_timeout") from None
+            finally:
+                if waiter in self.waiters:
+                    self.waiters.remove(waiter)
+            if idle:
+                return await self.acquire(deadline)
+        return await self.connect(deadline)
+
+    async def connect(self, deadline: float) -> _Conn:
+        self.open += 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                transport, conn = await self.loop.create_connection(
+                    lambda: _Conn(self), self.host, self.port)
+        except TimeoutError:
+            self._free()
+            raise GatewayTimeout("upstream connect timed out", code="upstream_timeout") from None
+        except OSError as exc:
+            self._free()
+            raise BadGateway(f"upstream: {type(exc).__name__}",
+                             code="upstream_unreachable") from None
+        sock = transport.get_extra_info("socket")
+        with contextlib.suppress(OSError, AttributeError):   # asyncio and uvloop set it too
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def put(self, conn: _Conn) -> None:
+        conn.idle_since, conn.reused = self.loop.time(), True
+        self.idle.append(conn)
+        self._wake_one()
+
+    def lost(self, conn: _Conn) -> None:
+        if conn.counted:
+            conn.counted = False
+            if not conn.busy and conn in self.idle:
+                self.idle.remove(conn)
+            self._free()
+
+    def _free(self) -> None:
+        self.open -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        for conn in list(self.idle):
+            conn.close()
+        self.idle.clear()
+
+
+class _H1Response:
+    """The response head, and its body as an async iterator over the connection's buffer."""
+
+    __slots__ = ("_conn", "_idle", "headers", "status")
+
+    def __init__(self, conn: _Conn, idle_timeout: float) -> None:
+        self._conn: _Conn | None = conn
+        self._idle = idle_timeout
+        self.status: int = conn.status
+        self.headers: Headers = conn.headers
+
+    def aiter_body(self) -> _H1Response:
+        return self
+
+    def __aiter__(self) -> _H1Response:
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self._conn
+        if conn is None:
+            raise StopAsyncIteration
+        while True:
+            chunks = conn.chunks
+            if chunks:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                conn.chunks, conn.buffered = [], 0
+                if conn.read_paused and conn.transport is not None and not conn.closed:
+                    conn.read_paused = False
+                    conn.transport.resume_reading()
+                return data
+            if conn.complete:
+                self._conn = None
+                conn.finish()          # back to the pool before the last ASGI message
+                raise StopAsyncIteration
+            conn.deadline = conn.loop.time() + self._idle
+            try:
+                await conn.wait()
+            except TimeoutError:
+                raise GatewayTimeout("upstream body idle", code="upstream_idle_timeout") from None
+            except Exception as exc:  # noqa: BLE001 (reset, bad framing, a failed upload)
+                if conn.chunks or conn.complete:
+                    continue           # deliver what arrived before the end
+                raise BadGateway(f"upstream body: {type(exc).__name__}",
+                                 code="upstream_reset") from None
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.finish()
+
+
+def _split(url: str) -> tuple[str, str, str]:
+    """``scheme://authority/target`` -> (scheme, authority, target)."""
+    start = url.find("://") + 3
+    slash = url.find("/", start)
+    if slash < 0:
+        return url[:start - 3], url[start:], "/"
+    return url[:start - 3], url[start:slash], url[slash:]
+
+
+def _host_port(authority: str) -> tuple[str, int]:
+    parts = urlsplit("http://" + authority)
+    return parts.hostname or "", parts.port or 80
+
+
+class H1Transport:
+    """The project's own HTTP/1.1 client behind the ``Transport`` protocol (plain http)."""
+
+    def __init__(self, *, limit: int = 1024, keepalive_expiry: float = 15.0,
+                 https: Transport | None = None) -> None:
+        self._limit, self._expiry, self._https = limit, keepalive_expiry, https
+        self._pools: dict[str, _Pool] = {}
+
+    def _pool(self, authority: str) -> _Pool:
+        host, port = _host_port(authority)
+        pool = self._pools[authority] = _Pool(host, port, self._limit, self._expiry)
+        return pool
+
+    async def send(self, method: str, url: str, headers: Headers,
+                   body: AsyncIterator[bytes] | None, *, timeout: float,
+                   idle_timeout: float) -> UpstreamResponse:
+        scheme, authority, target = _split(url)
+        if scheme != "http":
+            if self._https is None:
+                raise BadGateway(f"{scheme} upstreams need another transport",
+                                 code="upstream_unreachable")
+            return await self._https.send(method, url, headers, body, timeout=timeout,
+                                          idle_timeout=idle_timeout)
+        pool = self._pools.get(authority) or self._pool(authority)
+        head, chunked = _head(method, target, headers, body is not None)
+        head_only = method == "HEAD"
+        deadline = pool.loop.time() + timeout
+        retry = body is None and method in _IDEMPOTENT
+        while True:
+            conn = await pool.acquire(deadline)
+            try:
+                await conn.exchange(head, body, chunked, head_only, deadline, timeout)
+            except TimeoutError:
+                conn.finish()
+                raise GatewayTimeout("no response headers from the upstream in time",
+                                     code="upstream_timeout") from None
+            except OSError as exc:
+                stale = conn.reused and not conn.received
+                conn.finish()
+                if stale and retry:
+                    retry = False      # once, and on a fresh connection
+                    pool.close()
+                    continue
+                raise BadGateway(f"upstream: {type(exc).__name__}",
+                                 code="upstream_unreachable") from None
+            except _BadResponse as exc:
+                conn.finish()
+                raise BadGateway(f"upstream: {exc}", code="upstream_bad_response") from None
+            except BaseException:
+                conn.finish()          # cancelled (client gone) or the upload failed
+                raise
+            return _H1Response(conn, idle_timeout)
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+        if self._https is not None:
+            await self._https.aclose()
+
+
+def _head(method: str, target: str, headers: Headers, has_body: bool) -> tuple[bytes, bool]:
+    """The request head, byte for byte; chunked framing added only for a body of no length."""
+    lines = [n + b": " + v for n, v in headers]
+    chunked = False
+    if has_body:
+        chunked = not any(n.lower() == b"content-length" for n, _ in headers)
+        if chunked:
+            lines.append(b"transfer-encoding: chunked")
+    block, expected = b"\r\n".join(lines), max(len(lines) - 1, 0)
+    start = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+    # The headers were parsed or rendered by the gateway; a CR/LF here would split the head.
+    if (block.count(b"\n") != expected or block.count(b"\r") != expected
+            or start.count(b" ") != 2 or start.count(b"\n") != 1 or start.count(b"\r") != 1):
+        raise BadGateway("request head not representable", code="upstream_bad_request")
+    return start + block + b"\r\n\r\n", chunked
+
+
