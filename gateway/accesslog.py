@@ -23,6 +23,7 @@ _sink: "_Sink | None" = None
 class _Sink:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self.pid = os.getpid()             # once per process: a syscall per line is not free
         self.q: queue.SimpleQueue[tuple[float, dict[str, Any]] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="poolgate-access-log", daemon=True)
         self.thread.start()
@@ -35,7 +36,8 @@ class _Sink:
             created, fields = item
             line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
                     + f".{int(created * 1000) % 1000:03d}Z",
-                    "level": "info", "logger": "poolgate.access", "msg": "request", **fields}
+                    "level": "info", "logger": "poolgate.access", "msg": "request",
+                    "pid": self.pid, **fields}
             try:
                 self.stream.write(json.dumps(line, default=str, separators=(",", ":")) + "\n")
                 self.stream.flush()

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.authentication import AuthCredentials
 
 from .config import Config, load_config
-from . import accesslog
+from . import accesslog, tracing
 from .engine import Engine
 from .errors import GatewayError, InvalidRequest
 from .extract import websocket_protocol_token
@@ -33,6 +33,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("poolgate")
 WS_PROTOCOL_PREFIX = "bearer."
+RETIRE_SECONDS = 30.0           # a replaced engine is closed this long after a hot reload
 
 
 class RequestContext:
@@ -77,7 +78,9 @@ class GatewayMiddleware:
         """Hot reload: start the new engine, switch atomically, close the old one."""
         await engine.start()
         old, self.engine = self.engine, engine
-        await old.aclose()
+        # requests admitted by the old engine may still be in flight: close it a little later
+        loop = asyncio.get_running_loop()
+        loop.call_later(RETIRE_SECONDS, lambda: loop.create_task(old.aclose()))
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         got_startup = False
@@ -130,6 +133,11 @@ class GatewayMiddleware:
             return await self._lifespan(scope, receive, send)
         if kind not in ("http", "websocket"):
             return await self.app(scope, receive, send)
+        with tracing.request_span(scope["headers"], scope.get("method", "WS")):
+            await self._handle(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
         engine = self.engine
         if not engine.started:           # no lifespan ran (e.g. a server with lifespan off)
             await self.startup()

@@ -7,6 +7,7 @@ from random import getrandbits
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from . import tracing
 from .config import Config, Route
 from .errors import Forbidden, InvalidToken, MissingToken, Unavailable
 from .extract import bearer_token
@@ -62,10 +63,12 @@ class Pipeline:
         if token is None:
             return self._guest(route, params, facts, decision_id)
         # 2. verify
-        verified = await self.verifier.verify(token, allowed_sources=route.identity_sources)
+        with tracing.span(tracing.VERIFY):
+            verified = await self.verifier.verify(token, allowed_sources=route.identity_sources)
         # 3. revoked?
         if self.revocation is not None:
-            await self._check_revoked(verified)
+            with tracing.span(tracing.REVOCATION):
+                await self._check_revoked(verified)
         # 4. role, then policy
         return self.admit(route, params, verified, facts, decision_id)
 
