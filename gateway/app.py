@@ -11,7 +11,7 @@ from .config import Config
 from .engine import Engine
 from .errors import NotFound
 from .forward.outbound import gateway_request_headers
-from .forward.proxy import AiohttpTransport, Transport, forward
+from .forward.proxy import AiohttpTransport, H1Transport, Transport, forward
 from .middleware import GatewayMiddleware, RequestContext
 
 
@@ -51,8 +51,8 @@ class ProxyEndpoint:
 
 def build_proxy_app(engine: Engine, transport: Transport | None = None) -> GatewayMiddleware:
     """The proxy listener's ASGI app: gateway middleware in front of the forwarding endpoint."""
-    return GatewayMiddleware(ProxyEndpoint(transport or AiohttpTransport()), engine=engine,
-                             proxy=True)
+    return GatewayMiddleware(ProxyEndpoint(transport or H1Transport(https=AiohttpTransport())),
+                             engine=engine, proxy=True)
 
 
 def build_apps(config: Config, *, transport: Transport | None = None,
