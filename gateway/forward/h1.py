@@ -346,6 +346,9 @@ class _Pool:
             self._free()
             raise BadGateway(f"upstream: {type(exc).__name__}",
                              code="upstream_unreachable") from None
+        except BaseException:
+            self._free()               # cancelled (the client went away): give the slot back
+            raise
         sock = transport.get_extra_info("socket")
         with contextlib.suppress(OSError, AttributeError):   # asyncio and uvloop set it too
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

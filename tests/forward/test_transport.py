@@ -369,3 +369,21 @@ async def test_https_goes_to_the_https_transport() -> None:
         await t.send("GET", "https://example.test/a?b", [], None, timeout=1, idle_timeout=1)
     await t.aclose()
     assert other.urls == ["https://example.test/a?b"] and other.closed
+
+
+async def test_cancelled_while_waiting_gives_the_slot_back(upstream: Scripted) -> None:
+    upstream.answer = lambda s: b""                      # never answers
+    t = H1Transport(limit=1)
+    try:
+        first = asyncio.create_task(call(t, upstream))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(call(t, upstream))  # waits for the only slot
+        await asyncio.sleep(0.1)
+        second.cancel()
+        first.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+        upstream.answer = lambda s: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        _, body = await asyncio.wait_for(call(t, upstream), 3)
+        assert body == b"ok"
+    finally:
+        await t.aclose()
