@@ -26,6 +26,8 @@ class GatewayError(Exception):
     code = "invalid_request"
     challenge: str | None = None  # None: no WWW-Authenticate; "realm": bare challenge
     retry_after: int | None = None
+    route: str | None = None      # set by the pipeline once known, for logs and metrics
+    role: str | None = None
 
     def __init__(self, description: str = "", *, code: str | None = None,
                  retry_after: int | None = None) -> None:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from email.utils import formatdate
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -170,7 +171,8 @@ class GatewayMiddleware:
             code, decision = e.code, "deny"
             status[0] = e.status
             await self._refuse(scope, receive, send, e, rid)
-            self._record(engine, scope, status[0], "-", decision, code, None, t0, rid)
+            self._record(engine, scope, status[0], e.route or "-", decision, code, e.role, t0,
+                         rid)
             return
         route_id = outcome.route.id if outcome.route is not None else "-"
         role, decision, code = outcome.principal.role, "allow", outcome.decision.reason
@@ -223,6 +225,8 @@ class GatewayMiddleware:
         challenge = e.www_authenticate()
         if challenge:
             hdrs.append((b"www-authenticate", challenge.encode("latin-1")))
+        if self.proxy:                   # the proxy listener's server adds no Date of its own
+            hdrs.append((b"date", _http_date()))
         if e.retry_after is not None:
             hdrs.append((b"retry-after", str(e.retry_after).encode()))
         if scope["type"] == "websocket":
@@ -246,6 +250,17 @@ class GatewayMiddleware:
                             "path": scope.get("path", ""), "status": status,
                             "decision": decision, "code": code, "role": role,
                             "latency_ms": round(elapsed * 1000, 3)})
+
+
+_DATE: list[Any] = [0, b""]
+
+
+def _http_date() -> bytes:
+    """The IMF-fixdate for now, computed at most once a second."""
+    now = int(time.time())
+    if _DATE[0] != now:
+        _DATE[0], _DATE[1] = now, formatdate(now, usegmt=True).encode("ascii")
+    return bytes(_DATE[1])
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",

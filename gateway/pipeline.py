@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from . import tracing
 from .config import Config, Route
-from .errors import Forbidden, InvalidToken, MissingToken, Unavailable
+from .errors import Forbidden, GatewayError, InvalidToken, MissingToken, Unavailable
 from .extract import bearer_token
 from .mapping import RoleMapper
 from .policy import PolicyEngine, scopes_satisfied
@@ -57,6 +57,16 @@ class Pipeline:
         route, params = self.route(facts.method, facts.path)
         if route.auth == "public":
             return self._public(route, params, decision_id)
+        try:
+            return await self._authorize(route, params, headers, query, facts, token,
+                                         decision_id)
+        except GatewayError as e:
+            e.route = route.id             # logs and metrics name the route of a refusal too
+            raise
+
+    async def _authorize(self, route: Route, params: Mapping[str, str],
+                         headers: list[tuple[bytes, bytes]], query: bytes,
+                         facts: RequestFacts, token: str | None, decision_id: str) -> Outcome:
         # 1. extract
         if token is None:
             token = bearer_token(headers, query)
@@ -82,7 +92,9 @@ class Pipeline:
                               source_id=verified.source_id, tags=tags, token=verified)
         decision = self._decide(route, params, facts, principal, choice.rule, decision_id)
         if not decision.allowed:
-            raise Forbidden(decision.detail or "not allowed", code=decision.reason)
+            e = Forbidden(decision.detail or "not allowed", code=decision.reason)
+            e.role = decision.role
+            raise e
         principal.decision = decision
         return Outcome(route, params, principal, decision)
 

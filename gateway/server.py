@@ -113,6 +113,9 @@ def _uvicorn_config(app: Any, config: Config, *, lifespan: Literal["on", "off"],
         # a float is fine (uvicorn passes it to asyncio.wait_for); 0 means "do not wait",
         # whereas None would wait for ever
         timeout_graceful_shutdown=config.listen.grace_seconds,  # type: ignore[arg-type]
+        # the proxy forwards the upstream's Date (and adds its own to its refusals): uvicorn's
+        # would make a second one
+        date_header=lifespan == "off",
         loop="auto", http="auto", ws="auto", **kw)
 
 

@@ -189,9 +189,9 @@ async def test_one_access_record_per_request_with_fields_and_no_token(
                  for r in records]
     assert by_status == [
         ("orders", "GET", 200, "allow", "authenticated", "member"),
-        ("-", "GET", 401, "deny", records[1]["code"], None),
-        ("-", "GET", 401, "deny", "missing_token", None),
-        ("-", "GET", 400, "deny", records[3]["code"], None),
+        ("orders", "GET", 401, "deny", records[1]["code"], None),   # refusals name their route
+        ("orders", "GET", 401, "deny", "missing_token", None),
+        ("orders", "GET", 400, "deny", records[3]["code"], None),
         ("public", "GET", 200, "allow", "public_route", None),
         ("-", "GET", 404, "deny", records[5]["code"], None),
     ]

@@ -35,6 +35,7 @@ def test_valid_token_is_forwarded_with_identity_and_credential(gw, signer, upstr
                                                              "X-Request-Id": "client-id"})
     assert r.status_code == 200, r.text
     assert r.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    assert len(r.headers.get_list("date")) == 1            # the upstream's, not a second one
     seen = app.seen[-1]
     assert seen.path == "/orders/1" and seen.query == b"x=1&y=%41"
     assert seen.header("x-auth-sub") == [claims["sub"]]
@@ -65,6 +66,7 @@ def test_bad_requests_get_rfc6750_answers(gw, upstream, headers, status, reason,
     assert challenge in r.headers["www-authenticate"]
     body = r.json()
     assert body["request_id"] == r.headers["x-request-id"]
+    assert len(r.headers.get_list("date")) == 1
     if reason:
         assert body["reason"] == reason
     assert app.seen == []                                   # never reaches the upstream
