@@ -94,11 +94,11 @@ class _Conn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
-            if self.problem is None:   # _HeadDone: no body follows a HEAD answer
+            if self.problem is None and self.head_only and self.complete:   # _HeadDone
                 self.keep_alive = self.keep_alive and data.endswith(b"\r\n\r\n")
                 self.parser = httptools.HttpResponseParser(self)
-            else:
-                self._fail(_BadResponse(self.problem))
+            else:                      # our caps, or a callback bug: never reuse
+                self._fail(_BadResponse(self.problem or "response parser callback failed"))
             return
         except httptools.HttpParserUpgrade:
             self._fail(_BadResponse("unexpected protocol upgrade"))
