@@ -592,6 +592,7 @@ _COMPONENTS = [
     ("gateway/policy", "policy"), ("gateway/conditions", "policy"),
     ("gateway/forward/credential", "downstream credential"),
     ("gateway/forward/proxy", "forwarding glue (gateway/forward/proxy)"),
+    ("gateway/forward/h1", "upstream client (h1)"),
     ("gateway/forward/", "header rewriting (gateway/forward/headers, identity)"),
     ("gateway/", "gateway glue (middleware, app, pipeline, routes, extract, ...)"),
     ("prometheus_client/", "metrics (prometheus_client)"),
