@@ -1,5 +1,5 @@
 """Revocation end to end: running `poolgate serve` subprocesses against real redis-server
-processes (private, on free loopback ports; no fakeredis).
+processes (private, on free loopback ports; never an in-memory fake).
 
 Entry kinds through the admin API, `poolgate revoke` and direct Redis writes in the documented
 key format; two replicas sharing Redis (propagation delay measured and printed); every key has a
