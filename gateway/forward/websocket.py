@@ -20,7 +20,7 @@ import aiohttp
 from yarl import URL
 
 from ..errors import BadGateway, GatewayTimeout, NotFound
-from .headers import canonical, response_headers
+from .headers import response_headers
 from .outbound import gateway_request_headers
 
 if TYPE_CHECKING:
