@@ -21,8 +21,9 @@ from ..metrics import Metrics
 from ..principal import VerifiedToken
 from .cognito import check_claims
 from .jwks import JwksManager
-from .token import (SUPPORTED_ALGS, Jwk, UnverifiedToken, check_header, check_key_alg,
-                    check_typ, parse_json_object, split_compact, verify_signature)
+from .keys import Jwk, check_key_alg
+from .token import (SUPPORTED_ALGS, UnverifiedToken, check_header, check_typ, parse_json_object,
+                    split_compact, verify_signature)
 
 __all__ = ["Verifier", "JwksManager"]
 

@@ -21,7 +21,7 @@ import httpx
 from ..config import IdentitySource, is_loopback
 from ..errors import InvalidToken, Unavailable
 from ..metrics import Metrics
-from .token import Jwk, check_key_alg, parse_jwks
+from .keys import Jwk, check_key_alg, parse_jwks
 
 __all__ = ["JwksManager", "FetchError"]
 

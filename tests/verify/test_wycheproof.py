@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from gateway.errors import InvalidToken
-from gateway.verify.token import (KeyRejected, check_header, check_key_alg, parse_jwk,
-                                  parse_jwks, split_compact, verify_signature)
+from gateway.verify.keys import KeyRejected, check_key_alg, parse_jwk, parse_jwks
+from gateway.verify.token import check_header, split_compact, verify_signature
 
 # the public vectors live in shared/ beside the repository (as CI lays it out)
 _HERE = Path(__file__).resolve()
