@@ -16,8 +16,12 @@ import yaml
 from ..errors import ConfigError
 from .reader import (_MISSING, _EnvStr, _interpolate, _Node, _pairs,  # noqa: F401
                      _UniqueKeyLoader, is_loopback)
-from .schema import *  # noqa: F403
-from .schema import SCHEMA_VERSION
+from .schema import (  # noqa: F401 (re-exported: the typed config is public)
+    ALLOWED_ALGS, AUTH_MODES, AdminConfig, COGNITO_POOL, Config, CredentialConfig, Guardrail,
+    IdentitySource, JwksSettings, ListenConfig, LoggingConfig, MappingConfig, MiddlewareConfig,
+    OPS, RedisConfig, RevocationConfig, Role, Route, Rule, SCHEMA_VERSION, SigningKey, Statement,
+    TlsConfig, TokenMapping, Upstream,
+)
 from .sections import (_admin, _check_id, _credential, _identity_source, _listen, _logging,  # noqa: F401
                        _mapping, _middleware, _revocation, _route, _statements, _upstream,
                        condition_operator_base)

@@ -10,8 +10,11 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError
 from ..patterns import PathPattern, PatternError
 from .reader import (_MISSING, _Node, _check_id, _check_url)
-from .schema import *  # noqa: F403
-from .schema import _HEADER, _METHOD
+from .schema import (
+    ALLOWED_ALGS, AUTH_MODES, AdminConfig, COGNITO_POOL, CredentialConfig, IdentitySource,
+    JwksSettings, ListenConfig, LoggingConfig, MiddlewareConfig, RedisConfig, RevocationConfig,
+    Route, SigningKey, TlsConfig, Upstream, _HEADER, _METHOD,
+)
 from .access import _mapping, _statements, condition_operator_base  # noqa: F401
 
 # --------------------------------------------------------------------------- sections
