@@ -7,7 +7,7 @@ import math
 from typing import Any, Mapping
 
 from ..config import IdentitySource
-from ..errors import InvalidToken
+from .token import _bad
 
 __all__ = ["check_claims", "check_types", "MAX_TIME"]
 
@@ -16,10 +16,6 @@ _STRING_CLAIMS = ("iss", "sub", "jti", "origin_jti", "token_use", "client_id", "
                   "username", "cognito:username", "azp", "event_id")
 _TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
 _STRING_LIST_CLAIMS = ("cognito:groups", "cognito:roles")
-
-
-def _bad(code: str, description: str) -> InvalidToken:
-    return InvalidToken(description, code=code)
 
 
 def _str_list(v: Any) -> bool:
