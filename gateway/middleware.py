@@ -22,6 +22,7 @@ from . import accesslog, tracing
 from .engine import Engine
 from .errors import GatewayError, InvalidRequest
 from .extract import websocket_protocol_token
+from .facts import request_facts
 from .forward.headers import canonical, check_framing, is_trusted, request_id
 from .principal import Principal, RequestFacts
 from .routes import normalise_path
@@ -159,7 +160,7 @@ class GatewayMiddleware:
             if kind == "http":
                 check_framing(headers)
             path = normalise_path(scope.get("raw_path") or scope["path"].encode("utf-8"))
-            facts = _facts(scope, path, peer, trusted, engine.clock(),
+            facts = request_facts(scope, path, peer, trusted, engine.clock(),
                            engine.config.listen.trusted_proxies)
             ws_token = None
             if kind == "websocket" and (
@@ -303,36 +304,6 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, status: 
         await send({"type": "websocket.http.response.body", "body": body})
     else:
         await send({"type": "websocket.close", "code": 1008})
-
-
-def _facts(scope: Scope, path: str, peer: str, trusted: bool, now: float,
-           networks: Any) -> RequestFacts:
-    headers = scope["headers"]
-    hmap: dict[str, str] = {}
-    for k, v in headers:
-        name = k.decode("latin-1").lower()
-        if name not in hmap:
-            hmap[name] = v.decode("latin-1")
-    source_ip, secure = peer, scope.get("scheme") in ("https", "wss")
-    if trusted:
-        xff = hmap.get("x-forwarded-for")
-        if xff:
-            source_ip = _client_from_xff(xff, networks)
-        proto = hmap.get("x-forwarded-proto")
-        if proto:
-            secure = proto.strip().lower() in ("https", "wss")
-    method = scope.get("method", "GET").upper()
-    return RequestFacts(method=method, path=path, source_ip=source_ip, secure=secure, now=now,
-                        headers=hmap)
-
-
-def _client_from_xff(xff: str, networks: Any) -> str:
-    """The rightmost X-Forwarded-For hop that is not itself a trusted proxy."""
-    hops = [h.strip() for h in xff.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not is_trusted(hop, networks):
-            return hop
-    return hops[0] if hops else ""
 
 
 def _scopes(p: Principal) -> list[str]:
