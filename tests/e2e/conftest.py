@@ -7,27 +7,11 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from .servers import Gateway, JwksControl, Signer, ThreadServer, Upstream
+from .servers import Gateway, ThreadServer, Upstream
 
 POOL = "eu-west-1_TestPool1"
 ISSUER = f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL}"
 CLIENT = "6jk8ltokc7ac9es6jrtg9q572f"
-
-
-@pytest.fixture
-def signer() -> Signer:
-    return Signer()
-
-
-@pytest.fixture
-def jwks(signer: Signer) -> Iterator[tuple[JwksControl, ThreadServer]]:
-    control = JwksControl()
-    control.keys = [signer.public_jwk()]
-    srv = ThreadServer(control).start()
-    try:
-        yield control, srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

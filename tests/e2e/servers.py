@@ -34,23 +34,34 @@ def free_port() -> int:
 
 
 class ThreadServer:
-    """A uvicorn server in a background thread (bounded start and stop)."""
+    """A uvicorn server in a background thread (bounded start and stop); proxy headers off.
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    ``lifespan="on"`` for apps under test whose start-up matters (the middleware); uvicorn's
+    exit code (3 when the app's start-up fails) is kept in ``exit_code``.
+    """
+
+    def __init__(self, app: Any, port: int | None = None, *, lifespan: str = "off") -> None:
         self.port = port or free_port()
         cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                             access_log=False, lifespan="off", timeout_graceful_shutdown=1)
+                             access_log=False, lifespan=lifespan, proxy_headers=False,
+                             timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(cfg)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.exit_code: Any = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        asyncio.run(self.server.serve())
+        try:
+            asyncio.run(self.server.serve())
+        except SystemExit as e:
+            self.exit_code = e.code
 
     def start(self) -> "ThreadServer":
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("test server exited during start-up")
             if time.monotonic() > deadline:
                 raise RuntimeError("test server did not start")
             time.sleep(0.01)
@@ -60,9 +71,14 @@ class ThreadServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        assert not self.thread.is_alive(), "test server did not stop"
 
 
 # --------------------------------------------------------------------------- keys and tokens

@@ -3,65 +3,25 @@ lifespan on, and one config (routes, group mapping, a middleware default) writte
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
-from e2e.servers import JwksControl, Signer, ThreadServer, cognito_claims, free_port
+from e2e.servers import JwksControl, Signer, ThreadServer, cognito_claims
 
 POOL = "eu-west-1_MwTestPool"
 ISSUER = f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL}"
 CLIENT = "5mwtestclient0000000000000"
 
 
-class LiveServer:
-    """uvicorn in a thread with lifespan on (bounded start and stop); proxy headers off."""
+class LiveServer(ThreadServer):
+    """uvicorn in a thread with lifespan on (the middleware's start-up is under test)."""
 
     def __init__(self, app: Any, *, lifespan: str = "on") -> None:
-        self.port = free_port()
-        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                             access_log=False, lifespan=lifespan, proxy_headers=False,
-                             timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(cfg)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self.exit_code: Any = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self.server.serve())
-        except SystemExit as e:            # uvicorn exits 3 when the app's start-up fails
-            self.exit_code = e.code
-
-    def start(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("test server exited during start-up")
-            if time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.01)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "test server did not stop"
+        super().__init__(app, lifespan=lifespan)
 
 
 def middleware_config(jwks_url: str, **over: Any) -> dict[str, Any]:
@@ -101,22 +61,6 @@ def write_config(tmp: Path, cfg: dict[str, Any]) -> Path:
     path = tmp / "poolgate.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
-
-
-@pytest.fixture
-def signer() -> Signer:
-    return Signer()
-
-
-@pytest.fixture
-def jwks(signer: Signer) -> Iterator[tuple[JwksControl, ThreadServer]]:
-    control = JwksControl()
-    control.keys = [signer.public_jwk()]
-    srv = ThreadServer(control).start()
-    try:
-        yield control, srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
