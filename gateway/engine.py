@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import httpx
 
+from .admissions import AdmissionCache
 from .config import Config
 from .forward.credential import CredentialSigner
 from .forward.identity import IdentityHeaders
@@ -52,6 +53,9 @@ class Engine:
                              allow_generated=allow_generated_key)
             if config.downstream_credential.enabled and not middleware_mode else None)
         self.identity = IdentityHeaders(config.downstream_credential.identity_headers)
+        # a credential served from an admission keeps at least half its refresh margin
+        hold = self.signer.margin / 2 if self.signer is not None else 30.0
+        self.admissions = AdmissionCache(config, hold_seconds=hold, clock=clock)
         mw = config.middleware
         self.pipeline = Pipeline(config, router=self.router, verifier=self.verifier,
                                  revocation=self.store, mapper=self.mapper, policy=self.policy,

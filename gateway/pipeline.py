@@ -78,7 +78,7 @@ class Pipeline:
         # 3. revoked?
         if self.revocation is not None:
             with tracing.span(tracing.REVOCATION):
-                await self._check_revoked(verified)
+                await self.check_revoked(verified)
         # 4. role, then policy
         return self.admit(route, params, verified, facts, decision_id)
 
@@ -130,7 +130,7 @@ class Pipeline:
         principal.decision = decision
         return Outcome(route, params, principal, decision)
 
-    async def _check_revoked(self, token: VerifiedToken) -> None:
+    async def check_revoked(self, token: VerifiedToken) -> None:
         assert self.revocation is not None
         try:
             kind = await self.revocation.revoked(token)

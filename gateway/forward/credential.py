@@ -202,6 +202,7 @@ class CredentialSigner:
         self._active = self._keys[0]
         self._ttl = int(cfg.ttl_seconds)
         self._margin = max(self._ttl / 5, min(30.0, self._ttl / 2))
+        self.margin = self._margin        # a cached credential is replaced this long before exp
         self._cacheable = cache_size > 0 and not cfg.request_binding
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], _Cached] = OrderedDict()

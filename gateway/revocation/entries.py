@@ -187,6 +187,8 @@ class RevocationStore(Protocol):
     """Where revocation entries live; see ``gateway.revocation`` for the contract."""
 
     name: str
+    # moves whenever an earlier ``revoked`` answer may have changed; None: do not reuse answers
+    generation: int | None
 
     async def start(self) -> None: ...
     async def aclose(self) -> None: ...

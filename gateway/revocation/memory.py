@@ -33,6 +33,7 @@ class MemoryStore:
         self._sweep_seconds = sweep_seconds
         self._entries: dict[tuple[str, str], tuple[Entry, float]] = {}
         self._task: asyncio.Task[None] | None = None
+        self.generation = 0               # moves on every write: earlier answers may differ
 
     async def start(self) -> None:
         if self._task is None:
@@ -103,6 +104,7 @@ class MemoryStore:
                     self._metrics.revocation_errors.labels(store=self.name).inc()
                 raise StoreError(f"revocation list full ({self._max} live entries)")
         self._entries[key] = (entry, now + entry.ttl)      # last write wins, as in Redis
+        self.generation += 1
         return entry
 
     async def get(self, kind: str, value: str) -> Entry | None:
@@ -117,5 +119,6 @@ class MemoryStore:
     async def delete(self, kind: str, value: str) -> bool:
         found = self._live(kind, value, self._clock()) is not None
         self._entries.pop((kind, value), None)
+        self.generation += 1
         return found
 

@@ -243,6 +243,13 @@ class RedisStore:
             return list(await pipe.execute())
         return list(await self._client.mget(keys))
 
+    @property
+    def generation(self) -> int | None:
+        """Moves whenever an earlier answer may have changed (any invalidation, local write or
+        resubscription); None while answers must not be reused (no live invalidation channel)."""
+        cache = self._cache
+        return cache.generation if cache is not None and self.subscribed else None
+
     async def revoked(self, token: VerifiedToken) -> str | None:
         started = time.perf_counter()
         try:
