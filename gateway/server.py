@@ -24,7 +24,7 @@ import uvicorn
 
 from . import tracing
 from .config import Config, load_config
-from .errors import ConfigError
+from .errors import ConfigError, ListenError
 from .logs import set_level
 
 log = logging.getLogger("poolgate")
@@ -55,7 +55,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise ConfigError("", f"cannot listen on {host}:{port}: {e.strerror or e}")
+        raise ListenError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
