@@ -8,7 +8,7 @@ prometheus-client's multiprocess mode instead (PROMETHEUS_MULTIPROC_DIR).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -29,6 +29,9 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # name -> callable that sets gauges to their current value: run on every scrape, so a
+        # gauge is true when collected (not when some other code path last touched it)
+        self.collect_hooks: dict[str, Callable[[], None]] = {}
         self.requests = Counter("poolgate_requests_total", "Requests answered, by route and status",
                                 ["route", "method", "status"], registry=r)
         self.decisions = Counter("poolgate_decisions_total",
@@ -75,8 +78,15 @@ class Metrics:
             c = self._children[key] = metric.labels(*values)
         return c
 
+    def refresh(self) -> None:
+        """Bring every computed gauge up to date (the collect hooks)."""
+        for hook in list(self.collect_hooks.values()):
+            hook()
+
     def exposition(self) -> bytes:
-        """The text exposition; all workers' values when running multiprocess."""
+        """The text exposition, gauges computed now; all workers' values when running
+        multiprocess (each worker's gauges as of its last scrape or change, ``max`` wins)."""
+        self.refresh()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             reg = CollectorRegistry()
             multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]

@@ -26,6 +26,7 @@ from . import tracing
 from .config import Config, load_config
 from .errors import ConfigError, ListenError
 from .logs import set_level
+from .readiness import announce_ready
 
 log = logging.getLogger("poolgate")
 
@@ -219,6 +220,8 @@ async def _serve_worker(path: str, config: Config, proxy_sock: socket.socket,
         on_term()
     elif early.hup:
         loop.create_task(reload())
+    ready_task = loop.create_task(announce_ready(lambda: proxy_app.engine,  # noqa: F841
+                                                 to_stdout=workers <= 1))
     try:
         await asyncio.gather(proxy.run_on([proxy_sock]), admin.run_on([admin_sock]))
     finally:
