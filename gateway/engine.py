@@ -15,6 +15,7 @@ from .config import Config
 from .forward.credential import CredentialSigner
 from .forward.identity import IdentityHeaders
 from .mapping import RoleMapper
+from .logs import ensure_logging
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .policy import PolicyEngine
@@ -35,6 +36,7 @@ class Engine:
                  store: RevocationStore | None | str = "build",
                  signer: CredentialSigner | None = None) -> None:
         self.config = config
+        self._middleware_mode = middleware_mode
         self.metrics = metrics if metrics is not None else Metrics()
         self.clock = clock
         self.router = Router(config.routes)
@@ -65,6 +67,8 @@ class Engine:
         if self.started:
             return
         self.started = True
+        if self._middleware_mode:
+            ensure_logging(self.config.logging.level)     # JSON under a plain `uvicorn app:app`
         await self.jwks.start()
         if self.store is not None:
             await self.store.start()

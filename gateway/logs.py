@@ -62,6 +62,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
 
 _listener: logging.handlers.QueueListener | None = None
 _handler: logging.Handler | None = None
+_names: tuple[str, ...] = _LOGGERS
 
 
 def setup_logging(level: str = "info", stream: Any = None) -> None:
@@ -76,19 +77,38 @@ def setup_logging(level: str = "info", stream: Any = None) -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
+def ensure_logging(level: str = "info", stream: Any = None) -> bool:
+    """Middleware mode (``uvicorn app:app``): when the host app configured no logging (no
+    handler on ``poolgate`` or on the root logger), write poolgate's own loggers (the access log
+    included) as JSON lines on stderr, as ``serve`` does; the host's loggers are left alone.
+    When the host did configure logging, poolgate's records propagate to its handlers.
+    Returns True if it installed the JSON writer."""
+    global _handler
+    if _listener is not None or logging.getLogger("poolgate").handlers \
+            or logging.getLogger().handlers:
+        return False
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    _handler = handler
+    _start(handler, ("poolgate",))
+    logging.getLogger("poolgate").setLevel(level.upper())
+    return True
+
+
 def set_level(level: str) -> None:
     """Apply ``logging.level`` from the config (``debug`` | ``info`` | ``warning`` | ``error``)."""
     for name in _LOGGERS:
         logging.getLogger(name).setLevel(level.upper())
 
 
-def _start(handler: logging.Handler) -> None:
-    global _listener
+def _start(handler: logging.Handler, names: tuple[str, ...] = _LOGGERS) -> None:
+    global _listener, _names
+    _names = names
     q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(q, handler, respect_handler_level=False)
     _listener.start()
     qh = _QueueHandler(q)
-    for name in _LOGGERS:
+    for name in names:
         lg = logging.getLogger(name)
         lg.handlers = [qh]
         lg.propagate = False
@@ -100,7 +120,7 @@ def _restart_in_child() -> None:
     global _listener
     if _listener is not None and _handler is not None:
         _listener = None
-        _start(_handler)
+        _start(_handler, _names)
 
 
 def stop_logging() -> None:
