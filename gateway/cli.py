@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(explain(args))
     if args.command == "revoke":
         from .config import load_config  # noqa: PLC0415
-        from .revocation.api import revoke_command  # noqa: PLC0415
+        from .revocation.command import revoke_command  # noqa: PLC0415
         cfg = load_config(args.config)
         out = asyncio.run(revoke_command(cfg, jti=args.jti, origin_jti=args.origin_jti,
                                          sub=args.sub, token=args.token,
