@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Any, Mapping as TMapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 
 from ..errors import ConfigError
+from ..redact import mask_url
 from .schema import _ENV, _ID
 
 # --------------------------------------------------------------------------- reading
@@ -205,10 +206,26 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def quote_userinfo(url: str) -> str:
+    """Percent-encode what would break URL parsing in the credentials of ``url`` (``/``,
+    ``@``, ``?``, ``#``...), taking everything up to the LAST ``@`` as credentials: a Redis
+    password holding ``@`` or ``/`` then reaches the server intact instead of being read as a
+    host (which put part of it in connection errors). ``%xx`` already written is kept."""
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return url
+    user, colon, password = rest[:at].partition(":")
+    safe = "%!$&'()*+,;=-._~"
+    enc = quote(user, safe=safe) + colon + quote(password, safe=safe)
+    return f"{scheme}{sep}{enc}@{rest[at + 1:]}"
+
+
 def _check_url(url: str, path: str, *, allow_http: bool, what: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(path, f"{what} must be an absolute http(s) URL (got {url!r})")
+        raise ConfigError(path, f"{what} must be an absolute http(s) URL (got "
+                                f"{mask_url(url)!r})")
     if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
         raise ConfigError(path, f"{what} must use https (http is accepted only for loopback "
                                 "hosts, or with allow_insecure_http: true for local stacks)")

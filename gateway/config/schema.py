@@ -179,7 +179,8 @@ class RedisConfig:
     invalidation: str = "pubsub"           # pubsub (near-cache) | none (always ask Redis)
 
     def __repr__(self) -> str:  # mask credentials embedded in the URL
-        masked = re.sub(r"//[^@/]*@", "//***@", self.url)
+        from ..redact import mask_url  # noqa: PLC0415
+        masked = mask_url(self.url)
         return f"RedisConfig(mode={self.mode!r}, url={masked!r}, key_prefix={self.key_prefix!r})"
 
 
