@@ -65,6 +65,31 @@ _handler: logging.Handler | None = None
 _names: tuple[str, ...] = _LOGGERS
 
 
+class _LifecycleOnce(logging.Filter):
+    """uvicorn logs its start/stop lines once per server; poolgate runs two (serve) or four
+    (demo) servers in one process: let each of those lines through once per process."""
+
+    LINES = ("Started server process", "Waiting for application startup",
+             "Application startup complete", "Shutting down", "Waiting for application shutdown",
+             "Application shutdown complete", "Finished server process")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        if not msg.startswith(self.LINES):
+            return True
+        if msg in self.seen:
+            return False
+        self.seen.add(msg)
+        return True
+
+
+_lifecycle = _LifecycleOnce()
+
+
 def setup_logging(level: str = "info", stream: Any = None) -> None:
     """Route every poolgate (and uvicorn) log through one queue to a JSON stream handler."""
     global _handler
@@ -75,6 +100,9 @@ def setup_logging(level: str = "info", stream: Any = None) -> None:
     _start(handler)
     set_level(level)
     logging.getLogger("uvicorn.access").disabled = True
+    uv = logging.getLogger("uvicorn.error")
+    if _lifecycle not in uv.filters:
+        uv.addFilter(_lifecycle)
 
 
 def ensure_logging(level: str = "info", stream: Any = None) -> bool:
@@ -118,6 +146,7 @@ def _restart_in_child() -> None:
     # The parent's writer thread did not come along; records queued before the fork belong
     # to the parent (which still writes them), so the child starts on a new, empty queue.
     global _listener
+    _lifecycle.seen.clear()             # a worker logs its own start and stop
     if _listener is not None and _handler is not None:
         _listener = None
         _start(_handler, _names)
