@@ -43,9 +43,11 @@ def _parser() -> argparse.ArgumentParser:
                        "reason. Exit 0 allow, 1 deny or invalid token, 2 usage or config error.")
     e.add_argument("--config", required=True, metavar="FILE", help=cfg_help)
     g = e.add_mutually_exclusive_group(required=True)
-    g.add_argument("--token", metavar="JWT", help="a token to verify (JWKS fetched) and decide on")
+    g.add_argument("--token", metavar="JWT", help="a token to verify (JWKS fetched) and decide on (required: "
+                        "--token or --claims)")
     g.add_argument("--claims", metavar="JSON",
-                   help="JSON claims: skips ALL verification, runs mapping + policy")
+                   help="JSON claims: skips ALL verification, runs mapping + policy "
+                        "(required: --token or --claims)")
     e.add_argument("--method", required=True, metavar="M", help="HTTP method (required)")
     e.add_argument("--path", required=True, metavar="P", help="request path (required)")
     e.add_argument("--source-ip", default="127.0.0.1", metavar="IP",
@@ -64,12 +66,14 @@ def _parser() -> argparse.ArgumentParser:
                        "store: memory, through the running gateway's admin API).")
     r.add_argument("--config", required=True, metavar="FILE", help=cfg_help)
     k = r.add_mutually_exclusive_group(required=True)
-    k.add_argument("--jti", metavar="JTI", help="revoke the one token with this jti")
+    one = "(required: exactly one of --jti, --origin-jti, --sub, --token)"
+    k.add_argument("--jti", metavar="JTI", help=f"revoke the one token with this jti {one}")
     k.add_argument("--origin-jti", metavar="OJTI",
-                   help="revoke a refresh-token family (Cognito origin_jti)")
+                   help=f"revoke a refresh-token family (Cognito origin_jti) {one}")
     k.add_argument("--sub", metavar="SUB",
-                   help="revoke every token of this user issued before --not-before")
-    k.add_argument("--token", metavar="JWT", help="revoke this token (its jti, else sub + iat)")
+                   help=f"revoke every token of this user issued before --not-before {one}")
+    k.add_argument("--token", metavar="JWT",
+                   help=f"revoke this token (its jti, else sub + iat) {one}")
     r.add_argument("--not-before", type=int, metavar="EPOCH",
                    help="with --sub: whole epoch seconds (default: now)")
     r.add_argument("--exp", type=int, metavar="EPOCH",
