@@ -60,6 +60,13 @@ class Engine:
                                  fallback_auth=mw.default if middleware_mode else None,
                                  fallback_service=mw.service if middleware_mode else None)
         self.started = False
+        self.metrics.collect_hooks["revocation"] = self._store_gauge
+
+    def _store_gauge(self) -> None:
+        """``poolgate_revocation_store_up``, computed when /metrics is scraped."""
+        if self.store is not None:
+            self.metrics.revocation_up.labels(store=self.store.name).set(
+                1 if self.store.healthy() else 0)
 
     async def start(self) -> None:
         """Start background work (JWKS prefetch/refresh, store connections). Never blocks on

@@ -68,6 +68,14 @@ class Metrics:
                                           ["upstream"], registry=r)
         self.reloads = Counter("poolgate_config_reloads_total", "Config reloads by result",
                                ["result"], registry=r)
+        self.jwks_max_stale = Gauge("poolgate_jwks_max_stale_seconds",
+                                    "Configured jwks.max_stale_seconds per identity source "
+                                    "(keys older than this are not used)", ["source"],
+                                    registry=r, multiprocess_mode="max")
+        self.revocation_up = Gauge("poolgate_revocation_store_up",
+                                   "1 while the revocation store answers, else 0 "
+                                   "(absent with store: none)", ["store"], registry=r,
+                                   multiprocess_mode="min")
 
     def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, cached: labels() costs microseconds on every request.

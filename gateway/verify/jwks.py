@@ -134,6 +134,7 @@ class JwksManager:
             self._metrics.jwks_keys.labels(source=sid).set(len(usable) if usable else 0)
             if st.fetched_at is not None:
                 self._metrics.jwks_age.labels(source=sid).set(max(0.0, now - st.fetched_at))
+            self._metrics.jwks_max_stale.labels(source=sid).set(st.cfg.jwks.max_stale_seconds)
 
     def status(self) -> dict[str, dict[str, Any]]:
         now = self._clock()

@@ -66,3 +66,6 @@ def test_jwks_key_age_is_computed_when_scraped(jwks, upstream, gateway_factory):
     time.sleep(1.5)
     second = _age(httpx.get(gw.admin + "/metrics", timeout=2).text)
     assert 1.3 <= second - first <= 5, (first, second)
+    text = httpx.get(gw.admin + "/metrics", timeout=2).text
+    assert re.search(r'^poolgate_jwks_max_stale_seconds\{source="pool"\} 3600\.0$', text, re.M)
+    assert re.search(r'^poolgate_revocation_store_up\{store="memory"\} 1\.0$', text, re.M)
