@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     from .config import Config
@@ -133,7 +133,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "check":
         return _check(args.config, args.workers)
     if args.command in ("explain", "revoke"):
-        _print_config_warnings()
+        _print_config_warnings(sys.stderr)
+    if args.command == "revoke":
+        from .logs import setup_logging  # noqa: PLC0415
+        setup_logging()                 # the audit line of a direct (Redis) write, on stderr
     if args.command == "explain":
         from .explain import explain  # noqa: PLC0415
         return asyncio.run(explain(args))
@@ -172,14 +175,14 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _print_config_warnings() -> None:
+def _print_config_warnings(stream: Any = None) -> None:
     """The loader logs each config warning once on ``poolgate.config``: print it as
-    ``warning: ...`` for the CLI commands that do not run the JSON log."""
+    ``warning: ...`` (stdout for ``check``; stderr where stdout carries a result)."""
     import logging  # noqa: PLC0415
 
     class _Printer(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            print(f"warning: {record.getMessage()}", flush=True)
+            print(f"warning: {record.getMessage()}", file=stream or sys.stdout, flush=True)
 
     lg = logging.getLogger("poolgate.config")
     lg.handlers = [_Printer()]

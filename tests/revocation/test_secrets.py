@@ -76,6 +76,8 @@ def test_revoke_with_at_and_slash_in_the_password(locked_redis, tmp_path: Path) 
     assert res.returncode == 0, res.stderr
     _clean(res.stdout + res.stderr)
     assert client.get("sec:jti:sec-j1") == b"1" and client.ttl("sec:jti:sec-j1") > 0
+    audit = [ln for ln in res.stderr.splitlines() if '"logger":"poolgate.audit"' in ln]
+    assert len(audit) == 1 and '"via":"cli"' in audit[0] and '"value":"sec-j1"' in audit[0]
 
 
 def test_wrong_password_fails_cleanly(locked_redis, tmp_path: Path) -> None:
