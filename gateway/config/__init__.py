@@ -189,5 +189,16 @@ def loads_config(text: str, *, source: str | None = None, strict_env: bool = Fal
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
-        raise ConfigError("", f"not valid YAML: {e}")
+        raise ConfigError("", f"not valid YAML: {_yaml_problem(e)}") from None
     return parse_config(data, source=source, env=env, strict_env=strict_env)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column), without the source snippet PyYAML adds: the
+    offending line may hold a secret."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        return f"{where}{what or 'syntax error'}"
+    return type(e).__name__
