@@ -12,7 +12,7 @@ from gateway.config import RedisConfig
 from gateway.revocation import MemoryStore, make_entry
 from gateway.revocation.redis_store import RedisStore
 
-from .conftest import RedisProc
+from .conftest import RedisProc, redis_cluster  # noqa: F401
 from .test_api import AUTH, app_for, client
 
 
@@ -96,4 +96,27 @@ async def test_redis_listing_scans_the_prefix_only(shared_redis: RedisProc, pref
             await store.list("bm90LWEtY3Vyc29y", 10)
     finally:
         await raw.aclose()
+        await store.aclose()
+
+
+async def test_cluster_listing_scans_every_primary(redis_cluster: list[RedisProc],
+                                                  prefix: str) -> None:
+    seed = redis_cluster[0]
+    cfg = RedisConfig(mode="cluster", url=f"redis://127.0.0.1:{seed.port}/0", key_prefix=prefix)
+    store = RedisStore(cfg)
+    await store.start()
+    try:
+        for i in range(60):                  # spread over the three primaries' slots
+            await store.add(_entry(i))
+        seen: list = []
+        cursor = None
+        for _ in range(100):
+            entries, cursor = await store.list(cursor, 25)
+            seen.extend(entries)
+            if cursor is None:
+                break
+        assert cursor is None
+        assert {e.value for e in seen} == {f"v-{i:04d}" for i in range(60)}
+        assert all(e.ttl > 0 for e in seen)
+    finally:
         await store.aclose()
