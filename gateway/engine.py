@@ -16,6 +16,7 @@ from .config import Config
 from .forward.credential import CredentialSigner
 from .forward.identity import IdentityHeaders
 from .mapping import RoleMapper
+from .logs import ensure_logging
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .policy import PolicyEngine
@@ -36,6 +37,7 @@ class Engine:
                  store: RevocationStore | None | str = "build",
                  signer: CredentialSigner | None = None) -> None:
         self.config = config
+        self._middleware_mode = middleware_mode
         self.metrics = metrics if metrics is not None else Metrics()
         self.clock = clock
         self.router = Router(config.routes)
@@ -62,6 +64,13 @@ class Engine:
                                  fallback_auth=mw.default if middleware_mode else None,
                                  fallback_service=mw.service if middleware_mode else None)
         self.started = False
+        self.metrics.collect_hooks["revocation"] = self._store_gauge
+
+    def _store_gauge(self) -> None:
+        """``poolgate_revocation_store_up``, computed when /metrics is scraped."""
+        if self.store is not None:
+            self.metrics.revocation_up.labels(store=self.store.name).set(
+                1 if self.store.healthy() else 0)
 
     async def start(self) -> None:
         """Start background work (JWKS prefetch/refresh, store connections). Never blocks on
@@ -69,6 +78,8 @@ class Engine:
         if self.started:
             return
         self.started = True
+        if self._middleware_mode:
+            ensure_logging(self.config.logging.level)     # JSON under a plain `uvicorn app:app`
         await self.jwks.start()
         if self.store is not None:
             await self.store.start()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from bisect import bisect_left
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,6 +32,9 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # name -> callable that sets gauges to their current value: run on every scrape, so a
+        # gauge is true when collected (not when some other code path last touched it)
+        self.collect_hooks: dict[str, Callable[[], None]] = {}
         self.requests = Counter("poolgate_requests_total", "Requests answered, by route and status",
                                 ["route", "method", "status"], registry=r)
         self.decisions = Counter("poolgate_decisions_total",
@@ -68,6 +71,14 @@ class Metrics:
                                           ["upstream"], registry=r)
         self.reloads = Counter("poolgate_config_reloads_total", "Config reloads by result",
                                ["result"], registry=r)
+        self.jwks_max_stale = Gauge("poolgate_jwks_max_stale_seconds",
+                                    "Configured jwks.max_stale_seconds per identity source "
+                                    "(keys older than this are not used)", ["source"],
+                                    registry=r, multiprocess_mode="max")
+        self.revocation_up = Gauge("poolgate_revocation_store_up",
+                                   "1 while the revocation store answers, else 0 "
+                                   "(absent with store: none)", ["store"], registry=r,
+                                   multiprocess_mode="min")
 
         # per-request observations, summed here and applied to the metrics in batches
         self._pending: dict[tuple[str, str, str, str, str], list[Any]] = {}
@@ -119,9 +130,16 @@ class Metrics:
             c = self._children[key] = metric.labels(*values)
         return c
 
+    def refresh(self) -> None:
+        """Bring every computed gauge up to date (the collect hooks)."""
+        for hook in list(self.collect_hooks.values()):
+            hook()
+
     def exposition(self) -> bytes:
-        """The text exposition; all workers' values when running multiprocess."""
+        """The text exposition, gauges computed now; all workers' values when running
+        multiprocess (each worker's gauges as of its last scrape or change, ``max`` wins)."""
         self.flush()
+        self.refresh()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             reg = CollectorRegistry()
             multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]

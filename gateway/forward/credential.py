@@ -191,7 +191,7 @@ class CredentialSigner:
                                for i, k in enumerate(cfg.signing_keys))
         elif allow_generated:
             self._keys = (_generated_key(cfg.algorithm),)
-            log.warning("downstream_credential.signing_keys is empty: generated a %s key "
+            log.warning("downstream_credential.signing_keys is empty: generated an %s key "
                         "(kid %s) for this process only; credentials will not verify after a "
                         "restart or across processes. Configure a key for production.",
                         cfg.algorithm, self._keys[0].kid)

@@ -11,6 +11,7 @@ from typing import Callable
 from ..metrics import Metrics
 from ..principal import VerifiedToken
 from .entries import Entry, StoreError, check_value, sub_revokes, token_keys
+from .listing import memory_page
 
 log = logging.getLogger("poolgate.revocation")
 
@@ -122,3 +123,9 @@ class MemoryStore:
         self.generation += 1
         return found
 
+    async def list(self, cursor: str | None, limit: int) -> tuple[list[Entry], str | None]:
+        """A page of the entries in force now (see ``listing``)."""
+        now = self._clock()
+        live = (((k), max(1, int(until - now + 0.999)))
+                for k, (_, until) in list(self._entries.items()) if until > now)
+        return memory_page(live, cursor, limit)
