@@ -1,0 +1,112 @@
+"""One decision for a proxy's sub-request: the proxy mode's router, facts, pipeline and errors.
+
+``decide`` takes the ORIGINAL request (method, URI, headers) as the asking proxy reports it and
+the asking peer, and returns what the proxy mode would have done with it: 200 plus the identity
+headers and the downstream credential it would have sent upstream, or the refusal it would
+have answered (status, ``WWW-Authenticate``, JSON body with error/reason/request_id).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BadRequest, GatewayError
+from ..facts import request_facts
+from ..forward.headers import canonical, request_id
+from ..forward.outbound import credential_header, gateway_request_headers
+from ..routes import normalise_path
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The answer to one sub-request."""
+
+    status: int
+    headers: Headers          # allow: identity headers + credential; deny: challenge etc.
+    body: bytes
+    request_id: str
+    error: GatewayError | None = None   # the refusal, None when allowed
+    set_names: frozenset[bytes] = frozenset()   # gateway headers the allow carries
+
+    @property
+    def allowed(self) -> bool:
+        return self.error is None
+
+
+def check_host(headers: Headers) -> None:
+    """LIMITS.md "Head and framing": exactly one Host, non-empty, no list, userinfo or path."""
+    hosts = [v for k, v in headers if k.lower() == b"host"]
+    if len(hosts) != 1:
+        raise BadRequest("exactly one Host header is required", code="bad_host")
+    h = hosts[0].strip()
+    if not h or any(c in h for c in (b",", b"@", b"/", b"\\", b" ")):
+        raise BadRequest("malformed Host header", code="bad_host")
+
+
+def split_uri(uri: bytes) -> tuple[bytes, bytes]:
+    """``/p?q`` -> (``/p``, ``q``); an absolute-form or empty URI is a bad path."""
+    path, _, query = uri.partition(b"?")
+    path = path.partition(b"#")[0]
+    return path, query
+
+
+async def decide(engine: "Engine", method: str, uri: bytes, headers: Headers, *, peer: str,
+                 scheme: str = "http") -> Verdict:
+    """The proxy mode's decision for ``method uri`` with ``headers``, asked by trusted ``peer``.
+
+    The peer was checked against ``decisions.trusted_proxies`` by the caller, so the proxy's
+    ``X-Forwarded-For``/``-Proto``/``X-Request-Id`` are believed (the client is the rightmost
+    hop that is neither a decisions peer nor one of ``listen.trusted_proxies``).
+    """
+    cfg = engine.config
+    rid = request_id(headers, trusted=True)
+    networks = tuple(cfg.listen.trusted_proxies) + tuple(cfg.decisions.trusted_proxies)
+    try:
+        check_host(headers)
+        raw_path, query = split_uri(uri)
+        path = normalise_path(raw_path)
+        scope: dict[str, Any] = {"type": "http", "method": method, "headers": headers,
+                                 "scheme": scheme, "path": path, "raw_path": raw_path,
+                                 "query_string": query}
+        facts = request_facts(scope, path, peer, True, engine.clock(), networks)
+        outcome = await engine.pipeline.authorize(headers, query, facts)
+    except GatewayError as e:
+        return refusal(e, rid)
+    return _allow(engine, scope, outcome, path, rid, peer)
+
+
+def refusal(e: GatewayError, rid: str) -> Verdict:
+    """The proxy mode's refusal (middleware ``_refuse``): same status, challenge and body."""
+    body = json.dumps(e.body(rid)).encode()
+    hdrs: Headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+                     (b"x-request-id", rid.encode("ascii"))]
+    challenge = e.www_authenticate()
+    if challenge:
+        hdrs.append((b"www-authenticate", challenge.encode("latin-1")))
+    if e.retry_after is not None:
+        hdrs.append((b"retry-after", str(e.retry_after).encode()))
+    return Verdict(e.status, hdrs, body, rid, error=e)
+
+
+def _allow(engine: "Engine", scope: dict[str, Any], outcome: Any, path: str, rid: str,
+           peer: str) -> Verdict:
+    from ..middleware import RequestContext  # noqa: PLC0415 (type used by outbound only)
+    ctx = RequestContext(outcome, path, rid, peer, True, engine, None)  # type: ignore[arg-type]
+    names = gateway_names(engine)
+    # the outbound header list the proxy mode would send; keep only what the gateway sets
+    out = gateway_request_headers(scope, ctx)
+    own = [(k, v) for k, v in out if canonical(k) in names]
+    own.append((b"x-request-id", rid.encode("ascii")))
+    return Verdict(200, own, b"", rid, set_names=frozenset(canonical(k) for k, _ in own))
+
+
+def gateway_names(engine: "Engine") -> frozenset[bytes]:
+    """The identity header names and the credential header (canonical, lower-case)."""
+    return frozenset(engine.identity.names) | {credential_header(engine)}
