@@ -66,7 +66,7 @@ class DecisionApp:
                 v = Verdict(404, v.headers, v.body, v.request_id, v.error)
         except BadRequest as e:           # the sub-request itself lacks what its face needs
             v = refusal(e, request_id(headers, trusted=True))
-        _count(engine, v)
+        count_decision(engine, v)
         await _send(send, v.status, v.headers, v.body)
 
     # -- faces --------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def _required(headers: Headers, method_name: bytes, uri_name: bytes) -> tuple[st
     return m, uri.strip()
 
 
-def _count(engine: "Engine", v: Verdict) -> None:
+def count_decision(engine: "Engine", v: Verdict) -> None:
     m = engine.metrics
     if v.error is None:
         m.child(m.decisions, "allow", "decision_service").inc()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from importlib import import_module
 from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
+from ..errors import ConfigError
 from .app import DecisionApp
 
 # sockets bound by the parent; a forked worker inherits this module's state with them
@@ -33,7 +35,31 @@ def bind_decisions(config: Config, bind: Callable[[str, int], socket.socket]) ->
     if d is None:
         return ""
     _BOUND["http"] = bind(d.host, d.port)
-    return f" decisions={_addr(_BOUND['http'])}"
+    line = f" decisions={_addr(_BOUND['http'])}"
+    if d.grpc_enabled:
+        _BOUND["grpc"] = _reserve(d.host, d.grpc_port)
+        line += f" decisions_grpc={_addr(_BOUND['grpc'])}"
+    return line
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    """Hold the gRPC port (bound with SO_REUSEPORT, not listening) so that ``port: 0`` names
+    one port for every worker; each worker's grpc server listens on it with SO_REUSEPORT."""
+    try:
+        import_module(f"{__package__}.grpc_face")   # fail at start-up, not in a worker
+    except ImportError as e:
+        raise ConfigError("decisions.grpc.enabled", f"needs grpcio and xds-protos "
+                                                    f"(pip install 'poolgate[grpc]'): {e}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError("decisions.grpc.port", f"cannot listen on {host}:{port}: "
+                                                 f"{e.strerror or e}")
+    return sock
 
 
 def decision_servers(proxy_app: Any, make_server: Callable[[Any], Any]) -> list[tuple[Any, list[socket.socket]]]:
@@ -41,8 +67,31 @@ def decision_servers(proxy_app: Any, make_server: Callable[[Any], Any]) -> list[
     uvicorn server factory (lifespan off: the proxy listener owns the engine's lifespan)."""
     if "http" not in _BOUND:
         return []
-    app = DecisionApp(lambda: proxy_app.engine)
-    return [(make_server(app), [_BOUND["http"]])]
+    engine = lambda: proxy_app.engine  # noqa: E731
+    out: list[tuple[Any, list[socket.socket]]] = [(make_server(DecisionApp(engine)),
+                                                   [_BOUND["http"]])]
+    if "grpc" in _BOUND:
+        out.append((_GrpcRunner(engine, _addr(_BOUND["grpc"])), []))
+    return out
+
+
+class _GrpcRunner:
+    """The gRPC server with the uvicorn server's ``run_on``/``should_exit`` surface."""
+
+    def __init__(self, engine: Callable[[], Any], address: str) -> None:
+        self.engine, self.address = engine, address
+        self.should_exit = self.force_exit = False
+
+    async def run_on(self, _sockets: list[socket.socket]) -> None:
+        from .grpc_face import build_grpc_server  # noqa: PLC0415
+        server = build_grpc_server(self.engine, self.address)
+        await server.start()
+        try:
+            while not self.should_exit:
+                await asyncio.sleep(FOLLOW_SECONDS)
+        finally:
+            grace = 0 if self.force_exit else self.engine().config.listen.grace_seconds
+            await server.stop(grace)
 
 
 async def run_decision_servers(servers: list[tuple[Any, list[socket.socket]]],

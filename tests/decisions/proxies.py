@@ -16,7 +16,7 @@ from e2e.servers import ROOT, free_port
 
 DEPLOY = ROOT / "deploy" / "forward-auth"
 BIN = Path(sys.executable).parent           # the venv's bin: traefik, caddy, envoy wheels
-PROXIES = ("nginx", "traefik", "caddy", "envoy")
+PROXIES = ("nginx", "traefik", "caddy", "envoy", "envoy-grpc")
 
 
 def render(template: Path, out: Path, values: dict[str, str]) -> Path:
@@ -52,7 +52,7 @@ class Proxy:
                   "LISTEN_PORT": str(self.port), "DECISIONS": decisions, "DECISIONS_HOST": dh,
                   "DECISIONS_PORT": dp, "UPSTREAM": upstream, "UPSTREAM_HOST": uh,
                   "UPSTREAM_PORT": up, "DYNAMIC": str(self.dir / "dynamic.yml")}
-        exe = binary(kind)
+        exe = binary("envoy" if kind == "envoy-grpc" else kind)
         assert exe, f"{kind} is not installed"
         if kind == "nginx":
             render(DEPLOY / "nginx" / "poolgate.conf", self.dir / "poolgate.conf", values)
@@ -65,8 +65,9 @@ class Proxy:
         elif kind == "caddy":
             conf = render(DEPLOY / "caddy" / "Caddyfile", self.dir / "Caddyfile", values)
             self.cmd = [exe, "run", "--config", str(conf), "--adapter", "caddyfile"]
-        elif kind == "envoy":
-            conf = render(DEPLOY / "envoy" / "envoy-http.yaml", self.dir / "envoy.yaml", values)
+        elif kind in ("envoy", "envoy-grpc"):
+            name = "envoy-grpc.yaml" if kind == "envoy-grpc" else "envoy-http.yaml"
+            conf = render(DEPLOY / "envoy" / name, self.dir / "envoy.yaml", values)
             self.cmd = [exe, "--disable-hot-restart", "--concurrency", "1", "-l", "error",
                         "-c", str(conf)]
         else:

@@ -44,7 +44,8 @@ def _config(jwks_url: str, upstream_url: str) -> dict[str, Any]:
         {"sid": "OwnTenant", "effect": "allow", "action": ["http:GET"],
          "resource": ["app:/tenants/${jwt:custom:tenant}/**"]}]}}
     cfg["decisions"] = {"listen": {"host": "127.0.0.1", "port": 0},
-                        "trusted_proxies": ["127.0.0.1/32"]}
+                        "trusted_proxies": ["127.0.0.1/32"],
+                        "grpc": {"enabled": True, "port": 0}}
     return cfg
 
 
@@ -53,6 +54,7 @@ class Stack:
                  upstream_srv: ThreadServer) -> None:
         self.signer, self.upstream, self.gateway = signer, upstream, gateway
         self.decisions = gateway.listening["decisions"]
+        self.decisions_grpc = gateway.listening["decisions_grpc"]
         self.upstream_addr = f"127.0.0.1:{upstream_srv.port}"
         self.verifier = VerifyingUpstream("app", "poolgate", 300,
                                           jwks_url=gateway.admin + "/.well-known/jwks.json")
@@ -83,9 +85,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module", params=PROXIES)
 def proxy(request: pytest.FixtureRequest, stack: Stack,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    if binary(request.param) is None:
+    if binary(request.param.split("-")[0]) is None:
         pytest.skip(f"{request.param} is not installed (see .ci/run and the test extra)")
-    p = Proxy(request.param, tmp_path_factory.mktemp(request.param), stack.decisions,
+    decisions = stack.decisions_grpc if request.param == "envoy-grpc" else stack.decisions
+    p = Proxy(request.param, tmp_path_factory.mktemp(request.param), decisions,
               stack.upstream_addr).start()
     try:
         yield p
