@@ -158,3 +158,29 @@ async def test_jwks_outage_is_503_so_the_proxy_fails_closed(jwks, signer):
                 assert r.headers["retry-after"] and json.loads(r.text)["error"] == "unavailable"
     finally:
         await engine.aclose()
+
+
+async def test_trusted_peers_follow_a_reload(jwks):
+    _, srv = jwks
+    first = Engine(_config(srv.url))
+    raw = _config(srv.url)
+    second = Engine(parse_config({**_raw_with_peers(srv.url, ["10.0.0.0/8"])}))
+    current = [first]
+    app = DecisionApp(lambda: current[0])
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://d") as c:
+            r = await c.get("/auth/nginx", headers=_nginx("GET", "/public/x"))
+            assert r.status_code == 200 and raw.decisions is not None
+            current[0] = second                  # what a SIGHUP swap does to proxy_app.engine
+            r = await c.get("/auth/nginx", headers=_nginx("GET", "/public/x"))
+            assert r.status_code == 403 and r.json()["reason"] == "untrusted_peer"
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+def _raw_with_peers(jwks_url: str, peers: list[str]) -> dict:
+    raw = base_config(jwks_url, "http://127.0.0.1:9")
+    raw["decisions"] = {"trusted_proxies": peers}
+    return raw
