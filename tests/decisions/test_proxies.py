@@ -150,6 +150,15 @@ def test_spoofed_identity_headers_never_reach_the_upstream(stack, proxy):
     stack.verifier.verify(seen.headers)
 
 
+# what the client gets (README "Fail closed"): decision service unreachable / answering 503
+UNREACHABLE = {"nginx": 500, "traefik": 500, "caddy": 502, "envoy": 503, "envoy-grpc": 503}
+OUTAGE = {"nginx": 500, "traefik": 503, "caddy": 503, "envoy": 503, "envoy-grpc": 503}
+
+
+def _decisions_addr(gw: Gateway, kind: str) -> str:
+    return gw.listening["decisions_grpc" if kind == "envoy-grpc" else "decisions"]
+
+
 def test_decision_service_down_fails_closed(stack, proxy, tmp_path):
     dead = f"127.0.0.1:{free_port()}"                      # nothing listens there
     p = Proxy(proxy.kind, tmp_path / "dead", dead, stack.upstream_addr)
@@ -158,10 +167,31 @@ def test_decision_service_down_fails_closed(stack, proxy, tmp_path):
         before = len(stack.upstream.seen)
         for path in ("/api/orders", "/public/page"):
             r = _get(p.url + path, headers={"Authorization": "Bearer " + stack.token()})
-            assert r.status_code in (401, 403) or r.status_code >= 500, (p.kind, r.status_code)
+            assert r.status_code == UNREACHABLE[p.kind], (p.kind, path, r.status_code)
         assert len(stack.upstream.seen) == before
     finally:
         p.stop()
+
+
+def test_decision_service_outage_503_fails_closed(stack, proxy, tmp_path):
+    control = JwksControl()
+    control.mode, control.status = "status", 500           # the IdP is down from the start
+    jwks = ThreadServer(control).start()
+    gw = Gateway(_config(jwks.url + "/jwks", "http://" + stack.upstream_addr), tmp_path)
+    p = None
+    try:
+        gw.start()
+        p = Proxy(proxy.kind, tmp_path / "outage", _decisions_addr(gw, proxy.kind),
+                  stack.upstream_addr).start(ready_path="/public/ready")
+        before = len(stack.upstream.seen)
+        r = _get(p.url + "/api/orders", headers={"Authorization": "Bearer " + stack.token()})
+        assert r.status_code == OUTAGE[p.kind], (p.kind, r.status_code, r.text)
+        assert len(stack.upstream.seen) == before
+    finally:
+        if p is not None:
+            p.stop()
+        gw.stop()
+        jwks.stop()
 
 
 def _table(stack: Stack) -> list[tuple[str, str, dict[str, str], int]]:
