@@ -16,6 +16,7 @@ from ..errors import BadRequest, GatewayError
 from ..facts import request_facts
 from ..forward.headers import canonical, request_id
 from ..forward.outbound import credential_header, gateway_request_headers
+from ..listen.head import HeadError, check_target
 from ..routes import normalise_path
 
 if TYPE_CHECKING:
@@ -40,21 +41,18 @@ class Verdict:
         return self.error is None
 
 
-def check_host(headers: Headers) -> None:
-    """LIMITS.md "Head and framing": exactly one Host, non-empty, no list, userinfo or path."""
-    hosts = [v for k, v in headers if k.lower() == b"host"]
-    if len(hosts) != 1:
-        raise BadRequest("exactly one Host header is required", code="bad_host")
-    h = hosts[0].strip()
-    if not h or any(c in h for c in (b",", b"@", b"/", b"\\", b" ")):
-        raise BadRequest("malformed Host header", code="bad_host")
-
-
-def split_uri(uri: bytes) -> tuple[bytes, bytes]:
-    """``/p?q`` -> (``/p``, ``q``); an absolute-form or empty URI is a bad path."""
-    path, _, query = uri.partition(b"?")
-    path = path.partition(b"#")[0]
-    return path, query
+def original_target(method: str, uri: bytes, headers: Headers) -> tuple[bytes, bytes]:
+    """(raw path, query) of the original request, with the proxy mode's target and ``Host``
+    rules (gateway/listen/head.py, shared with the HTTP protocol), or ``BadRequest``."""
+    try:
+        found = check_target(method, uri, headers, "1.1")
+    except HeadError as e:
+        err = BadRequest(e.detail, code=e.code)
+        err.status = e.status                  # 400, or 501 for CONNECT
+        raise err from None
+    if found is None:                          # OPTIONS *: the proxy mode answers it itself
+        raise BadRequest("asterisk-form target is not forwarded", code="bad_request")
+    return found
 
 
 async def decide(engine: "Engine", method: str, uri: bytes, headers: Headers, *, peer: str,
@@ -69,8 +67,7 @@ async def decide(engine: "Engine", method: str, uri: bytes, headers: Headers, *,
     rid = request_id(headers, trusted=True)
     networks = tuple(cfg.listen.trusted_proxies) + tuple(cfg.decisions.trusted_proxies)
     try:
-        check_host(headers)
-        raw_path, query = split_uri(uri)
+        raw_path, query = original_target(method, uri, headers)
         path = normalise_path(raw_path)
         scope: dict[str, Any] = {"type": "http", "method": method, "headers": headers,
                                  "scheme": scheme, "path": path, "raw_path": raw_path,

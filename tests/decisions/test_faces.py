@@ -78,6 +78,7 @@ async def test_nginx_allow_carries_identity_and_credential(client, signer):
     ("/api/x", 401, "401", "missing_token"),
     ("/nowhere", 403, "404", "no_route"),              # nginx only understands 401/403
     ("/api/%2e%2e/%2fadmin", 403, "400", "bad_path"),
+    ("http://other.example/api/x", 403, "400", "bad_host"),   # authority differs from Host
 ])
 async def test_nginx_refusals(client, uri, status, real, reason):
     async with client() as c:
