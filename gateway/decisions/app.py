@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadRequest, GatewayError
+from ..errors import BadRequest, GatewayError, NotFound
 from ..forward.headers import is_trusted, request_id
 from .verdict import Verdict, decide, gateway_names, refusal
 
@@ -75,9 +75,8 @@ class DecisionApp:
             elif path == ENVOY or path.startswith(ENVOY + "/"):
                 v = await self._envoy(engine, scope, headers, peer)
             else:
-                v = refusal(GatewayError("no such decision endpoint", code="no_endpoint"),
+                v = refusal(NotFound("no such decision endpoint", code="no_endpoint"),
                             request_id(headers, trusted=True))
-                v = Verdict(404, v.headers, v.body, v.request_id, v.error)
         except BadRequest as e:           # the sub-request itself lacks what its face needs
             v = refusal(e, request_id(headers, trusted=True))
         count_decision(engine, v)

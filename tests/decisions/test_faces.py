@@ -185,3 +185,9 @@ def _raw_with_peers(jwks_url: str, peers: list[str]) -> dict:
     raw = base_config(jwks_url, "http://127.0.0.1:9")
     raw["decisions"] = {"trusted_proxies": peers}
     return raw
+
+
+async def test_unknown_endpoint_is_404(client):
+    async with client() as c:
+        r = await c.get("/auth/other", headers=_nginx("GET", "/public/x"))
+    assert r.status_code == 404 and r.json()["reason"] == "no_endpoint"
