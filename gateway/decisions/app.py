@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import accesslog
 from ..errors import BadRequest, GatewayError, NotFound
 from ..forward.headers import is_trusted, request_id
 from .verdict import Verdict, decide, gateway_names, refusal
@@ -67,19 +68,20 @@ class DecisionApp:
             v = refusal(Untrusted(f"peer {peer or '?'} is not in decisions.trusted_proxies"),
                         rid)
             return await _send(send, v.status, v.headers, v.body)
+        face = "-"
         try:
             if path == NGINX:
-                v = await self._nginx(engine, headers, peer)
+                face, v = "nginx", await self._nginx(engine, headers, peer)
             elif path == TRAEFIK:
-                v = await self._traefik(engine, headers, peer)
+                face, v = "traefik", await self._traefik(engine, headers, peer)
             elif path == ENVOY or path.startswith(ENVOY + "/"):
-                v = await self._envoy(engine, scope, headers, peer)
+                face, v = "envoy", await self._envoy(engine, scope, headers, peer)
             else:
                 v = refusal(NotFound("no such decision endpoint", code="no_endpoint"),
                             request_id(headers, trusted=True))
         except BadRequest as e:           # the sub-request itself lacks what its face needs
             v = refusal(e, request_id(headers, trusted=True))
-        count_decision(engine, v)
+        count_decision(engine, v, face)
         await _send(send, v.status, v.headers, v.body)
 
     # -- faces --------------------------------------------------------------------------
@@ -144,12 +146,16 @@ def _required(headers: Headers, method_name: bytes, uri_name: bytes) -> tuple[st
     return m, uri.strip()
 
 
-def count_decision(engine: "Engine", v: Verdict) -> None:
+def count_decision(engine: "Engine", v: Verdict, face: str) -> None:
+    """The proxy mode's decision metric and access-log line, for one decision."""
     m = engine.metrics
-    if v.error is None:
-        m.child(m.decisions, "allow", "decision_service").inc()
-    else:
-        m.child(m.decisions, "deny", v.error.code).inc()
+    code = v.reason if v.error is None else v.error.code
+    decision = "allow" if v.error is None else "deny"
+    m.child(m.decisions, decision, code or "none").inc()
+    if engine.config.logging.access_log:
+        accesslog.emit({"request_id": v.request_id, "listener": "decisions", "face": face,
+                        "route": v.route, "status": v.status,
+                        "decision": decision, "code": code, "role": v.role})
 
 
 async def _send(send: Send, status: int, headers: Headers, body: bytes) -> None:

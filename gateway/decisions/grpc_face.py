@@ -91,7 +91,7 @@ class AuthorizationService(pb_grpc.AuthorizationServicer):
             v = await decide(engine, method, uri, headers, peer=peer)
         except BadRequest as e:
             v = refusal(e, request_id([], trusted=False))
-        count_decision(engine, v)
+        count_decision(engine, v, "envoy-grpc")
         return check_response(v, names)
 
 

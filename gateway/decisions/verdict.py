@@ -35,6 +35,9 @@ class Verdict:
     request_id: str
     error: GatewayError | None = None   # the refusal, None when allowed
     set_names: frozenset[bytes] = frozenset()   # gateway headers the allow carries
+    route: str = "-"                    # for logs and metrics, as the proxy mode names them
+    role: str | None = None
+    reason: str | None = None           # the allow's reason (a refusal's is error.code)
 
     @property
     def allowed(self) -> bool:
@@ -76,7 +79,7 @@ async def decide(engine: "Engine", method: str, uri: bytes, headers: Headers, *,
         outcome = await engine.pipeline.authorize(headers, query, facts)
     except GatewayError as e:
         return refusal(e, rid)
-    return _allow(engine, scope, outcome, path, rid, peer)
+    return _allow(engine, scope, outcome, facts, rid, peer)
 
 
 def refusal(e: GatewayError, rid: str) -> Verdict:
@@ -89,19 +92,21 @@ def refusal(e: GatewayError, rid: str) -> Verdict:
         hdrs.append((b"www-authenticate", challenge.encode("latin-1")))
     if e.retry_after is not None:
         hdrs.append((b"retry-after", str(e.retry_after).encode()))
-    return Verdict(e.status, hdrs, body, rid, error=e)
+    return Verdict(e.status, hdrs, body, rid, error=e, route=e.route or "-", role=e.role)
 
 
-def _allow(engine: "Engine", scope: dict[str, Any], outcome: Any, path: str, rid: str,
+def _allow(engine: "Engine", scope: dict[str, Any], outcome: Any, facts: Any, rid: str,
            peer: str) -> Verdict:
     from ..middleware import RequestContext  # noqa: PLC0415 (type used by outbound only)
-    ctx = RequestContext(outcome, path, rid, peer, True, engine, None)  # type: ignore[arg-type]
+    ctx = RequestContext(outcome, facts.path, rid, peer, True, engine, facts)
     names = gateway_names(engine)
     # the outbound header list the proxy mode would send; keep only what the gateway sets
     out = gateway_request_headers(scope, ctx)
     own = [(k, v) for k, v in out if canonical(k) in names]
     own.append((b"x-request-id", rid.encode("ascii")))
-    return Verdict(200, own, b"", rid, set_names=frozenset(canonical(k) for k, _ in own))
+    return Verdict(200, own, b"", rid, set_names=frozenset(canonical(k) for k, _ in own),
+                   route=outcome.route.id if outcome.route is not None else "-",
+                   role=outcome.principal.role, reason=outcome.decision.reason)
 
 
 def gateway_names(engine: "Engine") -> frozenset[bytes]:

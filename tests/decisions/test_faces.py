@@ -191,3 +191,16 @@ async def test_unknown_endpoint_is_404(client):
     async with client() as c:
         r = await c.get("/auth/other", headers=_nginx("GET", "/public/x"))
     assert r.status_code == 404 and r.json()["reason"] == "no_endpoint"
+
+
+async def test_each_decision_is_counted_with_the_proxy_modes_reason(client, signer):
+    async with client() as c:
+        r = await c.get("/auth/nginx", headers=_nginx("GET", "/api/x",
+                        Authorization="Bearer " + _token(signer)))
+        assert r.status_code == 200
+        r = await c.get("/auth/nginx", headers=_nginx("GET", "/api/x"))
+        assert r.status_code == 401
+    from prometheus_client import generate_latest
+    text = generate_latest(c._transport.app.engine().metrics.registry).decode()
+    assert 'poolgate_decisions_total{code="authenticated",decision="allow"} 1.0' in text
+    assert 'poolgate_decisions_total{code="missing_token",decision="deny"} 1.0' in text
