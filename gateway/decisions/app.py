@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .. import accesslog
 from ..errors import BadRequest, GatewayError, NotFound
 from ..forward.headers import is_trusted, request_id
-from .verdict import Verdict, decide, gateway_names, refusal
+from .verdict import Verdict, decide, gateway_names, refusal, spelled_otherwise
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -114,9 +114,11 @@ class DecisionApp:
         v = await decide(engine, scope["method"], uri, headers, peer=peer)
         if not v.allowed:
             return v
-        # headers the gateway sets but did not set this time: Envoy removes the client's copies
-        missing = sorted(gateway_names(engine) - v.set_names)
-        return _with(v, [(ENVOY_REMOVE, b",".join(missing))] if missing else [])
+        # headers the gateway sets but did not set this time, and other spellings of them:
+        # Envoy removes the client's copies
+        names = gateway_names(engine)
+        remove = sorted((names - v.set_names) | spelled_otherwise(headers, names))
+        return _with(v, [(ENVOY_REMOVE, b",".join(remove))] if remove else [])
 
 
 def _with(v: Verdict, extra: Headers) -> Verdict:

@@ -19,7 +19,7 @@ from google.rpc import status_pb2
 from ..errors import BadRequest
 from ..forward.headers import is_trusted, request_id
 from .app import Untrusted, count_decision
-from .verdict import Verdict, decide, gateway_names, refusal
+from .verdict import Verdict, decide, gateway_names, refusal, spelled_otherwise
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -54,14 +54,15 @@ def original_request(req: Any) -> tuple[str, bytes, Headers]:
     return http.method.upper(), path.encode("latin-1"), headers
 
 
-def check_response(v: Verdict, names: frozenset[bytes]) -> Any:
-    """OkHttpResponse (headers set, the client's copies of the rest removed) or
-    DeniedHttpResponse (status, headers, body)."""
+def check_response(v: Verdict, names: frozenset[bytes], headers: Headers = ()) -> Any:  # type: ignore[assignment]
+    """OkHttpResponse (headers set; the client's copies of the rest, and other spellings of
+    them in ``headers``, removed) or DeniedHttpResponse (status, headers, body)."""
     hdrs = [base_pb2.HeaderValueOption(
         header=base_pb2.HeaderValue(key=k.decode("latin-1"), value=val.decode("latin-1")),
         append_action=OVERWRITE) for k, val in v.headers]
     if v.allowed:
-        remove = sorted(n.decode() for n in names - v.set_names)
+        remove = sorted(n.decode("latin-1")
+                        for n in (names - v.set_names) | spelled_otherwise(list(headers), names))
         return pb.CheckResponse(status=status_pb2.Status(code=OK), ok_response=pb.OkHttpResponse(
             headers=hdrs, headers_to_remove=remove))
     code = UNAVAILABLE if v.status >= 500 else PERMISSION_DENIED
@@ -86,13 +87,14 @@ class AuthorizationService(pb_grpc.AuthorizationServicer):
         if not is_trusted(peer, engine.config.decisions.trusted_proxies):
             e = Untrusted(f"peer {peer or '?'} is not in decisions.trusted_proxies")
             return check_response(refusal(e, request_id([], trusted=False)), names)
+        headers: Headers = []
         try:
             method, uri, headers = original_request(request)
             v = await decide(engine, method, uri, headers, peer=peer)
         except BadRequest as e:
             v = refusal(e, request_id([], trusted=False))
         count_decision(engine, v, "envoy-grpc")
-        return check_response(v, names)
+        return check_response(v, names, headers)
 
 
 def build_grpc_server(engine: Callable[[], "Engine"], address: str) -> Any:

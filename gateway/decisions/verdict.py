@@ -109,6 +109,13 @@ def _allow(engine: "Engine", scope: dict[str, Any], outcome: Any, facts: Any, ri
                    role=outcome.principal.role, reason=outcome.decision.reason)
 
 
+def spelled_otherwise(headers: Headers, names: frozenset[bytes]) -> set[bytes]:
+    """Client header names that are a gateway header spelled otherwise (``X_Auth_Sub``,
+    ``x.auth.sub``): the proxy mode strips them; a proxy only overwrites the exact name."""
+    return {k.lower() for k, _ in headers
+            if canonical(k) in names and k.lower() != canonical(k)}
+
+
 def gateway_names(engine: "Engine") -> frozenset[bytes]:
     """The identity header names and the credential header (canonical, lower-case)."""
     return frozenset(engine.identity.names) | {credential_header(engine)}

@@ -133,6 +133,21 @@ def test_401_and_403_reach_the_client_with_the_challenge(stack, proxy):
     assert len(stack.upstream.seen) == before            # nothing denied was forwarded
 
 
+def test_other_spellings_of_gateway_headers_never_reach_envoys_upstream(stack, proxy):
+    """The proxy mode strips ``X_Auth_Sub`` / ``x.auth.role``; Envoy is told to remove them
+    (nginx, Traefik and Caddy only overwrite the exact names: README "Decision service")."""
+    if not proxy.kind.startswith("envoy"):
+        pytest.skip("only Envoy can be told to remove arbitrary request headers")
+    m = uuid.uuid4().hex
+    r = _get(f"{proxy.url}/api/x?m={m}", headers={
+        "X_Auth_Sub": "evil", "x.auth.role": "admin", "X_Gateway_Credential": "a.b.c",
+        "Authorization": "Bearer " + stack.token()})
+    assert r.status_code == 200
+    seen = _last(stack, m)
+    names = {k.lower() for k, _ in seen.headers}
+    assert not names & {b"x_auth_sub", b"x.auth.role", b"x_gateway_credential"}, names
+
+
 def test_spoofed_identity_headers_never_reach_the_upstream(stack, proxy):
     m1, m2 = uuid.uuid4().hex, uuid.uuid4().hex
     r = _get(f"{proxy.url}/public/page?m={m1}", headers=SPOOF)
