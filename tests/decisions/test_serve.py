@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from e2e.conftest import CLIENT, ISSUER, base_config
 from e2e.servers import cognito_claims
@@ -49,7 +50,7 @@ def test_workers_share_the_decisions_listener_and_stop_cleanly(jwks, upstream, g
     cfg = base_config(jsrv.url + "/jwks", usrv.url, revocation={"store": "none"},
                       downstream_credential={"signing_keys": [
                           {"kid": "k1", "private_key_file": str(key)}]},
-                      decisions={"listen": {"port": 0}})
+                      decisions={"listen": {"port": 0}, "grpc": {"enabled": True, "port": 0}})
     gw = gateway_factory(cfg, workers=2)
     base = "http://" + gw.listening["decisions"]
     tok = signer.token(cognito_claims(ISSUER, CLIENT, sub="w-sub"))
@@ -62,4 +63,25 @@ def test_workers_share_the_decisions_listener_and_stop_cleanly(jwks, upstream, g
         assert r.status_code == 200 and r.headers["x-auth-sub"] == "w-sub"
         assert r.headers["x-gateway-credential"].split(".")[0]
     assert _nginx(base, "/x").status_code == 401
+    for i in range(6):                                   # gRPC, a new channel (connection) each
+        ok, status = _grpc_check(gw.listening["decisions_grpc"], tok if i % 2 else None)
+        assert (ok, status) == ((True, 0) if i % 2 else (False, 401))
     assert gw.stop() == 0
+
+
+def _grpc_check(addr: str, token: str | None) -> tuple[bool, int]:
+    grpc = pytest.importorskip("grpc")
+    from envoy.service.auth.v3 import external_auth_pb2 as pb
+    from envoy.service.auth.v3 import external_auth_pb2_grpc as pb_grpc
+    req = pb.CheckRequest()
+    http = req.attributes.request.http
+    http.method, http.path, http.host = "GET", "/x", "site.example"
+    if token:
+        http.headers["authorization"] = "Bearer " + token
+    with grpc.insecure_channel(addr) as ch:
+        r = pb_grpc.AuthorizationStub(ch).Check(req, timeout=5)
+    if r.WhichOneof("http_response") == "ok_response":
+        assert {h.header.key for h in r.ok_response.headers} >= {"x-auth-sub",
+                                                                 "x-gateway-credential"}
+        return True, r.status.code
+    return False, r.denied_response.status.code
