@@ -7,6 +7,7 @@ proxy understands; the decision itself is ``verdict.decide`` for all of them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .. import accesslog
@@ -93,8 +94,7 @@ class DecisionApp:
             return _with(v, [(STATUS_HEADER, str(v.status).encode())] if not v.allowed else [])
         # auth_request turns any other status into 500: answer 403 (still a denial without
         # the shipped error_page) and carry the proxy mode's status for the shipped config
-        return Verdict(403, [*v.headers, (STATUS_HEADER, str(v.status).encode())], v.body,
-                       v.request_id, v.error)
+        return replace(v, status=403, headers=[*v.headers, (STATUS_HEADER, str(v.status).encode())])
 
     async def _traefik(self, engine: "Engine", headers: Headers, peer: str) -> Verdict:
         method, uri = _required(headers, b"x-forwarded-method", b"x-forwarded-uri")
@@ -124,7 +124,7 @@ class DecisionApp:
 def _with(v: Verdict, extra: Headers) -> Verdict:
     if not extra:
         return v
-    return Verdict(v.status, [*v.headers, *extra], v.body, v.request_id, v.error, v.set_names)
+    return replace(v, headers=[*v.headers, *extra])
 
 
 def _one(headers: Headers, name: bytes) -> bytes | None:
