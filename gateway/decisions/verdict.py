@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BadRequest, GatewayError
 from ..facts import request_facts
 from ..forward.headers import canonical, request_id
-from ..forward.outbound import credential_header, gateway_request_headers
+from ..forward.outbound import credential_header, gateway_headers
 from ..listen.head import HeadError, check_target
 from ..routes import normalise_path
 
@@ -79,7 +79,7 @@ async def decide(engine: "Engine", method: str, uri: bytes, headers: Headers, *,
         outcome = await engine.pipeline.authorize(headers, query, facts)
     except GatewayError as e:
         return refusal(e, rid)
-    return _allow(engine, scope, outcome, facts, rid, peer)
+    return _allow(engine, outcome, facts, rid, peer)
 
 
 def refusal(e: GatewayError, rid: str) -> Verdict:
@@ -95,14 +95,14 @@ def refusal(e: GatewayError, rid: str) -> Verdict:
     return Verdict(e.status, hdrs, body, rid, error=e, route=e.route or "-", role=e.role)
 
 
-def _allow(engine: "Engine", scope: dict[str, Any], outcome: Any, facts: Any, rid: str,
+def _allow(engine: "Engine", outcome: Any, facts: Any, rid: str,
            peer: str) -> Verdict:
     from ..middleware import RequestContext  # noqa: PLC0415 (type used by outbound only)
     ctx = RequestContext(outcome, facts.path, rid, peer, True, engine, facts)
     names = gateway_names(engine)
-    # the outbound header list the proxy mode would send; keep only what the gateway sets
-    out = gateway_request_headers(scope, ctx)
-    own = [(k, v) for k, v in out if canonical(k) in names]
+    # what the proxy mode adds to the outbound request; the user token (forward_user_token)
+    # is the client's own Authorization, which the proxy passes or strips by its config
+    own = [(k, v) for k, v in gateway_headers(ctx) if canonical(k) in names]
     own.append((b"x-request-id", rid.encode("ascii")))
     return Verdict(200, own, b"", rid, set_names=frozenset(canonical(k) for k, _ in own),
                    route=outcome.route.id if outcome.route is not None else "-",

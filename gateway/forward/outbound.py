@@ -49,6 +49,19 @@ def _host(scope: dict[str, Any]) -> str:
 def gateway_request_headers(scope: dict[str, Any], ctx: "RequestContext", *,
                             remove: frozenset[bytes] = frozenset()) -> Headers:
     """Identity headers, the downstream credential, the user token if the route says so."""
+    engine = ctx.engine
+    extra = gateway_headers(ctx)
+    upstream = engine.config.upstreams[ctx.outcome.route.upstream]  # type: ignore[union-attr, index]
+    return upstream_request_headers(
+        scope["headers"], remove=removed_names(engine) | remove if remove else removed_names(engine),
+        peer=ctx.peer, trusted=ctx.trusted, scheme=scope.get("scheme", "http"),
+        host=_host(scope), request_id=ctx.request_id, upstream_authority=upstream.authority,
+        extra=extra)
+
+
+def gateway_headers(ctx: "RequestContext") -> Headers:
+    """Only the headers the gateway adds (identity headers, credential, user token if the
+    route says so): also what the decision service hands to the asking proxy."""
     engine, outcome = ctx.engine, ctx.outcome
     route, principal = outcome.route, outcome.principal
     assert route is not None and route.upstream is not None
@@ -66,8 +79,4 @@ def gateway_request_headers(scope: dict[str, Any], ctx: "RequestContext", *,
             engine.metrics.credentials_signed.labels(upstream.id).inc()
     if route.forward_user_token and principal.token is not None:
         extra.append((b"authorization", b"Bearer " + principal.token.raw.encode("ascii")))
-    return upstream_request_headers(
-        scope["headers"], remove=removed_names(engine) | remove if remove else removed_names(engine),
-        peer=ctx.peer, trusted=ctx.trusted, scheme=scope.get("scheme", "http"),
-        host=_host(scope), request_id=ctx.request_id, upstream_authority=upstream.authority,
-        extra=extra)
+    return extra
