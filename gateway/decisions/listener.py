@@ -62,6 +62,14 @@ def _reserve(host: str, port: int) -> socket.socket:
     return sock
 
 
+def close_decisions() -> None:
+    """The parent's copy of the HTTP listener, once the workers hold it (as for proxy and
+    admin). The gRPC reservation stays: it does not listen, and it keeps a ``port: 0`` port
+    from being taken before every worker has bound it."""
+    if "http" in _BOUND:
+        _BOUND["http"].close()
+
+
 def decision_servers(proxy_app: Any, make_server: Callable[[Any], Any]) -> list[tuple[Any, list[socket.socket]]]:
     """(server, sockets) pairs for this worker; ``make_server(asgi_app)`` is the caller's
     uvicorn server factory (lifespan off: the proxy listener owns the engine's lifespan)."""
