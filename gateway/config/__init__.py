@@ -25,6 +25,7 @@ from .schema import (  # noqa: F401 (re-exported: the typed config is public)
 from .sections import (_admin, _check_id, _credential, _identity_source, _listen, _logging,  # noqa: F401
                        _mapping, _middleware, _revocation, _route, _statements, _upstream,
                        condition_operator_base)
+from .sessions import SessionsConfig, check_sessions, parse_sessions  # noqa: F401
 
 # --------------------------------------------------------------------------- the whole file
 
@@ -111,9 +112,10 @@ def parse_config(data: Any, *, source: str | None = None,
         revocation=_revocation(root.node("revocation")),
         downstream_credential=_credential(root.node("downstream_credential")),
         middleware=_middleware(root.node("middleware")), logging=_logging(root.node("logging")),
-        source=source, warnings=tuple(warnings))
+        source=source, warnings=tuple(warnings), sessions=parse_sessions(root))
     root.done()
     _check_references(cfg)
+    check_sessions(cfg)
     return cfg
 
 
