@@ -43,6 +43,7 @@ class OAuthControl:
     rotate_refresh: bool = False
     token_delay: float = 0.0             # seconds the token endpoint waits (widens races)
     token_status: int | None = None      # answer the token endpoint with this status (outage)
+    refresh_error: str | None = None     # refuse refresh_token grants with this OAuth error
     wrong_nonce: bool = False            # put a different nonce in the id token
     id_token_padding: int = 0            # bytes of filler claim in id tokens (big-token tests)
     token_calls: list[str] = field(default_factory=list)   # grant types, in order
@@ -153,6 +154,8 @@ def build_oauth_routes(issuer: DemoIssuer, control: OAuthControl | None = None) 
         if grant == "refresh_token":
             rt = form.get("refresh_token", "")
             fam = refresh.get(rt)
+            if ctl.refresh_error:
+                return oauth_error(ctl.refresh_error)
             if fam is None or fam.revoked:
                 return oauth_error("invalid_grant")
             body = tokens(fam.user, fam, None)

@@ -124,3 +124,12 @@ def sign_in(client: httpx.Client, gateway: str, idp_url: str, *, user: str = "al
     r = client.post(f"{idp_url}/oauth2/authorize", data=form)
     assert r.status_code == 302
     return client.get(r.headers["location"])
+
+
+def redis_sessions(cfg: dict[str, Any], port: int, prefix: str) -> dict[str, Any]:
+    """The same config with sessions and revocation in a real Redis (shared by replicas)."""
+    cfg = dict(cfg)
+    cfg["revocation"] = {"store": "redis",
+                         "redis": {"url": f"redis://127.0.0.1:{port}/0", "key_prefix": prefix}}
+    cfg["sessions"] = dict(cfg["sessions"], store="redis")
+    return cfg
