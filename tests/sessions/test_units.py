@@ -135,3 +135,14 @@ async def test_cognito_logout_url_is_built_by_hand():
         assert q["scope"] == "openid email profile" and "code_verifier" not in q
     finally:
         await client.aclose()
+
+
+def test_a_cognito_sized_session_costs_at_most_4kb_in_the_store():
+    import secrets
+    rec = Record(sub="8b1d4c2e-0000-4000-8000-000000000000", role="member",
+                 access="eyJ" + secrets.token_urlsafe(800), refresh=secrets.token_urlsafe(1300),
+                 access_exp=2e9, created=1e9, last_seen=1e9, abs_exp=2e9,
+                 jti=secrets.token_hex(16), origin_jti=secrets.token_hex(16))
+    sealed = KeyRing((A,)).seal_text(rec.dumps(), b"h")
+    assert len(sealed) <= 4096
+    assert Record.loads(KeyRing((A,)).open_text(sealed, b"h")) == rec
