@@ -26,6 +26,7 @@ from .facts import request_facts
 from .forward.headers import canonical, check_framing, is_trusted, request_id
 from .principal import Principal, RequestFacts
 from .routes import normalise_path
+from .sessions import dispatch as sessions_dispatch
 from .watch import watch_websocket
 
 Scope = dict[str, Any]
@@ -143,8 +144,8 @@ class GatewayMiddleware:
         engine = self.engine
         if not engine.started:           # no lifespan ran (e.g. a server with lifespan off)
             await self.startup()
-        if engine.sessions is not None and engine.sessions.reserved(scope):   # /_poolgate/
-            return await engine.sessions.dispatch(scope, receive, send)
+        if scope["type"] == "http" and scope["path"].startswith("/_poolgate/"):   # reserved
+            return await sessions_dispatch(engine.sessions, scope, receive, send)
         t0 = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .gate import LoginRequired, SessionGate
+from .gate import LoginRequired, SessionGate, carry_over, dispatch, reserved
 from .manager import SessionManager
 
 if TYPE_CHECKING:
     from ..engine import Engine
 
-__all__ = ["LoginRequired", "SessionGate", "SessionManager", "build_sessions"]
+__all__ = ["LoginRequired", "SessionGate", "SessionManager", "build_sessions", "carry_over",
+           "dispatch", "reserved"]
 
 
 def build_sessions(engine: "Engine", **kw: Any) -> SessionGate | None:

@@ -37,6 +37,31 @@ class LoginRequired(MissingToken):
         return None
 
 
+def reserved(scope: dict[str, Any]) -> bool:
+    """`/_poolgate/` is reserved on every listener that runs the pipeline: never forwarded."""
+    return scope["type"] == "http" and str(scope["path"]).startswith(PREFIX)
+
+
+async def dispatch(gate: "SessionGate | None", scope: dict[str, Any], receive: Any,
+                   send: Any) -> None:
+    """Serve a reserved path: the session endpoints, or 404 when sessions are off."""
+    if gate is None:
+        await _send(send, 404, b"not found\n")
+        return
+    await gate.endpoints(scope, receive, send)
+
+
+def carry_over(old: Any, new: Any) -> None:
+    """Hot reload: a memory session store moves to the new engine (Redis needs nothing), so a
+    reload signs nobody out. Sessions sealed with a key the new config dropped stay unreadable."""
+    if old is None or new is None:
+        return
+    from .store import MemorySessionStore   # noqa: PLC0415
+    if isinstance(old.manager.store, MemorySessionStore) and isinstance(new.manager.store,
+                                                                         MemorySessionStore):
+        new.manager.store = old.manager.store
+
+
 class SessionGate:
     def __init__(self, manager: "SessionManager") -> None:
         self.manager = manager
@@ -50,13 +75,6 @@ class SessionGate:
 
     async def aclose(self) -> None:
         await self.manager.aclose()
-
-    @staticmethod
-    def reserved(scope: dict[str, Any]) -> bool:
-        return scope["type"] == "http" and str(scope["path"]).startswith(PREFIX)
-
-    async def dispatch(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await self.endpoints(scope, receive, send)
 
     async def token(self, scope: dict[str, Any], facts: "RequestFacts",
                     pipeline: "Pipeline") -> str | None:
@@ -120,4 +138,4 @@ def _navigation(headers: Headers) -> bool:
     return accept is not None and b"text/html" in accept.lower()
 
 
-__all__ = ["LoginRequired", "SessionGate", "_send"]
+__all__ = ["LoginRequired", "SessionGate", "carry_over", "dispatch", "reserved"]

@@ -87,7 +87,7 @@ class OidcClient:
         url = self.cfg.provider.discovery_url
         assert url is not None
         try:
-            r = await self.client.get(url, withhold_token=True)
+            r = await self.client.request("GET", url, withhold_token=True)
             doc = r.json()
             self.endpoints = Endpoints(authorize=doc["authorization_endpoint"],
                                        token=doc["token_endpoint"],

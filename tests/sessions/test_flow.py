@@ -132,3 +132,59 @@ def test_admin_ends_all_sessions_of_a_user(start_gateway, idp, upstream):
     finally:
         for c in clients:
             c.close()
+
+
+def test_memory_sessions_survive_a_hot_reload(start_gateway, idp, upstream):
+    import signal
+    import time
+
+    import yaml
+    ctl, isrv = idp
+    _, usrv = upstream
+    port = free_port()
+    cfg = session_config(isrv.url, usrv.url, f"http://127.0.0.1:{port}")
+    gw = start_gateway(cfg, port)
+    with browser() as c:
+        sign_in(c, gw.proxy, isrv.url)
+        assert c.get(gw.proxy + "/web-only/x").status_code == 200
+        cfg["routes"][2]["match"]["path"] = "/web-only-2/**"        # a visible change
+        cfg["listen"] = {"host": "127.0.0.1", "port": port}
+        gw.path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        gw.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not gw.wait_log(lambda line: "new config in service" in line, timeout=0.2):
+            assert time.monotonic() < deadline
+        assert c.get(gw.proxy + "/_poolgate/session").status_code == 200
+        assert c.get(gw.proxy + "/web-only-2/x").status_code == 200
+
+
+def test_generic_oidc_provider_by_discovery(start_gateway, idp, upstream):
+    ctl, isrv = idp
+    _, usrv = upstream
+    port = free_port()
+    cfg = session_config(isrv.url, usrv.url, f"http://127.0.0.1:{port}")
+    cfg["sessions"]["provider"] = {
+        "discovery_url": isrv.url + "/.well-known/openid-configuration",
+        "client_id": "poolgatedemoclient00000000"}
+    gw = start_gateway(cfg, port)
+    with browser() as c:
+        assert sign_in(c, gw.proxy, isrv.url).status_code == 302
+        assert c.get(gw.proxy + "/api/x").status_code == 200
+        r = c.post(gw.proxy + "/_poolgate/logout", headers={"Origin": gw.proxy})
+        loc = urlsplit(r.headers["location"])
+        assert f"{loc.scheme}://{loc.netloc}{loc.path}" == isrv.url + "/logout"
+        assert dict(parse_qsl(loc.query))["post_logout_redirect_uri"] == gw.proxy + "/"
+        assert ctl.revoked
+
+
+def test_poolgate_prefix_is_reserved_without_sessions(start_gateway, idp, upstream):
+    ctl, isrv = idp
+    app, usrv = upstream
+    cfg = session_config(isrv.url, usrv.url, "http://127.0.0.1:1")
+    del cfg["sessions"]
+    for r in cfg["routes"]:
+        r.pop("credentials", None)
+    gw = start_gateway(cfg)
+    assert httpx.get(gw.proxy + "/_poolgate/login").status_code == 404
+    assert httpx.get(gw.proxy + "/public/x").status_code == 200
+    assert [s.path for s in app.seen] == ["/public/x"]
