@@ -91,6 +91,12 @@ class SessionEndpoints:
     async def callback(self, scope: dict[str, Any], send: Any) -> None:
         old = cookie_values(scope["headers"], self.cfg.prelogin_cookie)
         sid, rd, rest = await self.m.finish(_query(scope), old[0] if old else None)
+        previous = self.session_id(scope["headers"])
+        if previous is not None:          # signing in again replaces this browser's session
+            try:
+                await self.m.end(previous)
+            except GatewayError:
+                log.warning("could not end the replaced session")
         pre = (set_cookie(self.cfg.prelogin_cookie, rest, same_site="lax",
                           max_age=prelogin.MAX_AGE) if rest
                else clear_cookie(self.cfg.prelogin_cookie, same_site="lax"))

@@ -128,6 +128,8 @@ def test_session_id_rotates_at_login(gw, idp):
         assert sid != "A" * 43 and len(sid) == 43
         sign_in(c, gw.proxy, isrv.url)
         assert c.cookies.get("__Host-poolgate") != sid
+        old = httpx.get(f"{gw.proxy}/api/x", headers={"Cookie": f"__Host-poolgate={sid}"})
+        assert old.status_code == 401                      # the replaced session is gone
 
 
 def test_cookie_sizes(gw, idp):

@@ -59,6 +59,8 @@ def test_sign_in_call_api_session_info_and_sign_out(start_gateway, idp, upstream
         r = c.get(gw.proxy + "/api/orders", headers={"Sec-Fetch-Mode": "cors"})
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
     assert not any("eyJ" in line for line in gw.lines)              # no token in any log line
+    metrics = httpx.get(gw.admin + "/metrics").text
+    assert "poolgate_requests_total" in metrics and "eyJ" not in metrics    # nor any metric
 
 
 def test_navigation_redirects_fetch_gets_401(start_gateway, idp, upstream):
