@@ -13,6 +13,7 @@ from ..errors import GatewayError, Unavailable
 from ..revocation import EntryError, StoreError, make_entry
 from . import prelogin
 from .crypto import KeyRing, handle, new_session_id, sub_handle
+from .nearcache import RecordCache
 from .oidc import GrantRefused, IdTokenRejected, OidcClient, ProviderDown, check_id_token
 from .record import Record
 from .store import MemorySessionStore, RedisSessionStore, SessionStore, SessionStoreError
@@ -49,6 +50,8 @@ class SessionManager:
         self.oidc = OidcClient(cfg, transport=transport, clock=engine.clock)
         self.source = engine.config.source_by_id(cfg.identity_source)
         self._inflight: dict[str, asyncio.Future[Record | None]] = {}
+        # decrypted records, held briefly: a burst of requests opens one record, not one each
+        self._near: RecordCache | None = RecordCache()
         self.token_calls = 0                 # refreshes this process made (tests, metrics)
 
     async def start(self) -> None:
@@ -71,12 +74,23 @@ class SessionManager:
         plain = self.keys.open_text(sealed, h.encode())
         return None if plain is None else Record.loads(plain)
 
+    async def _delete(self, h: str) -> None:
+        if self._near is not None:
+            self._near.pop(h)
+        try:
+            await self.store.delete(h)
+        except SessionStoreError:
+            raise Unavailable("session store unavailable", code="session_store_unavailable",
+                              retry_after=2) from None
+
     async def _save(self, h: str, rec: Record) -> None:
         now = self.clock()
         ttl = min(rec.last_seen + self.cfg.idle_timeout_seconds, rec.abs_exp) - now
         if ttl <= 0:
-            await self.store.delete(h)
+            await self._delete(h)
             return
+        if self._near is not None:
+            self._near.put(h, rec)
         try:
             await self.store.put(h, self.keys.seal_text(rec.dumps(), h.encode()), ttl,
                                  sub_handle(rec.sub))
@@ -142,7 +156,7 @@ class SessionManager:
             id_claims = await check_id_token(
                 id_token, nonce=nonce, issuers=src.issuers, client_id=self.cfg.provider.client_id,
                 get_key=self.engine.jwks.get_key, algorithms=src.algorithms, source_id=src.id,
-                now=now, leeway=src.clock_skew_seconds)
+                now=self.clock(), leeway=src.clock_skew_seconds)   # after the exchange: iat <= now
         except IdTokenRejected as e:
             raise LoginRefused(400, "id_token_rejected", str(e))
         except GatewayError as e:
@@ -174,12 +188,16 @@ class SessionManager:
     async def current(self, sid: str) -> Record | None:
         """The live session for this cookie value, refreshed if its access token is due."""
         h = handle(sid)
-        rec = await self._load(h)
+        rec = self._near.get(h) if self._near is not None else None
         if rec is None:
-            return None
+            rec = await self._load(h)
+            if rec is None:
+                return None
+            if self._near is not None:
+                self._near.put(h, rec)
         now = self.clock()
         if now >= rec.last_seen + self.cfg.idle_timeout_seconds or now >= rec.abs_exp:
-            await self.store.delete(h)
+            await self._delete(h)
             return None
         if rec.access_exp - now > self.cfg.refresh_before_seconds:
             if now - rec.last_seen >= min(TOUCH_EVERY, self.cfg.idle_timeout_seconds / 10):
@@ -194,6 +212,11 @@ class SessionManager:
         self._inflight[h] = fut
         try:
             result = await self._refresh_shared(h, rec)
+            if self._near is not None:
+                if result is None:
+                    self._near.pop(h)
+                else:
+                    self._near.put(h, result)
             fut.set_result(result)
             return result
         except BaseException as e:
@@ -267,7 +290,7 @@ class SessionManager:
                           "expired", code="session_refresh_unavailable", retry_after=5)
 
     async def _drop(self, h: str) -> None:
-        await self.store.delete(h)
+        await self._delete(h)
         return None
 
     # -- sign-out ------------------------------------------------------------------------------
@@ -278,7 +301,7 @@ class SessionManager:
         rec = await self._load(h)
         if rec is None:
             return False
-        await self.store.delete(h)
+        await self._delete(h)
         await self._revoke(rec)
         return True
 
@@ -289,7 +312,7 @@ class SessionManager:
             rec = await self._load(h)
             if rec is None or rec.sub != sub:
                 continue
-            await self.store.delete(h)
+            await self._delete(h)
             await self._revoke(rec, deny_list=False)
             ended += 1
         await self._deny("sub", sub, exp=None, not_before=self.clock())

@@ -33,7 +33,9 @@ def pair(start_gateway, idp, upstream, redis_proc):  # noqa: F811
 
 
 def _cookie(c: httpx.Client) -> dict[str, str]:
-    return {"Cookie": f"__Host-poolgate={c.cookies.get('__Host-poolgate')}"}
+    sid = c.cookies.get("__Host-poolgate")
+    assert sid, "not signed in"
+    return {"Cookie": f"__Host-poolgate={sid}"}
 
 
 async def _burst(urls: list[str], headers: dict[str, str]) -> list[int]:
@@ -47,7 +49,8 @@ def test_refresh_race_one_token_call_across_two_replicas(pair, idp):
     a, b, _, _ = pair
     ctl.access_lifetime, ctl.rotate_refresh, ctl.token_delay = 4, True, 0.3
     with browser() as c:
-        sign_in(c, a.proxy, isrv.url)
+        r = sign_in(c, a.proxy, isrv.url)
+        assert r.status_code == 302, r.text
         hdr = _cookie(c)
         assert httpx.get(b.proxy + "/api/x", headers=hdr).status_code == 200
         time.sleep(2.6)                                   # inside refresh_before, not expired
@@ -66,7 +69,8 @@ def test_sign_out_on_one_replica_is_refused_on_the_other_within_1s(pair, idp):
     ctl, isrv = idp
     a, b, _, _ = pair
     with browser() as c:
-        sign_in(c, a.proxy, isrv.url)
+        r = sign_in(c, a.proxy, isrv.url)
+        assert r.status_code == 302, r.text
         hdr = _cookie(c)
         assert httpx.get(b.proxy + "/api/x", headers=hdr).status_code == 200
         r = c.post(a.proxy + "/_poolgate/logout", headers={"Origin": a.proxy})
@@ -102,7 +106,8 @@ def test_refresh_failures(pair, idp):
     a, b, _, _ = pair
     ctl.access_lifetime = 3
     with browser() as c:
-        sign_in(c, a.proxy, isrv.url)
+        r = sign_in(c, a.proxy, isrv.url)
+        assert r.status_code == 302, r.text
         hdr = _cookie(c)
         ctl.token_status = 503                       # provider down
         time.sleep(1.2)                              # refresh due, token still valid: kept
