@@ -38,31 +38,48 @@ def _cookie(c: httpx.Client) -> dict[str, str]:
     return {"Cookie": f"__Host-poolgate={sid}"}
 
 
-async def _burst(urls: list[str], headers: dict[str, str]) -> list[int]:
-    async with httpx.AsyncClient(timeout=15) as c:
-        rs = await asyncio.gather(*(c.get(u, headers=headers) for u in urls))
-    return [r.status_code for r in rs]
-
-
-def test_refresh_race_one_token_call_across_two_replicas(pair, idp):
+@pytest.mark.parametrize("refresh_before, wait", [(2, 2.6), (0, 4.3)],
+                         ids=["before-expiry", "after-expiry"])
+def test_refresh_race_one_token_call_per_session_across_two_replicas(
+        start_gateway, idp, upstream, redis_proc, refresh_before, wait):  # noqa: F811
     ctl, isrv = idp
-    a, b, _, _ = pair
+    _, usrv = upstream
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    port = free_port()
+    base = session_config(isrv.url, usrv.url, f"http://127.0.0.1:{port}",
+                          refresh_before_seconds=refresh_before)
+    a = start_gateway(redis_sessions(base, redis_proc.port, prefix), port)
+    b = start_gateway(redis_sessions(base, redis_proc.port, prefix))
     ctl.access_lifetime, ctl.rotate_refresh, ctl.token_delay = 4, True, 0.3
-    with browser() as c:
-        r = sign_in(c, a.proxy, isrv.url)
-        assert r.status_code == 302, r.text
-        hdr = _cookie(c)
-        assert httpx.get(b.proxy + "/api/x", headers=hdr).status_code == 200
-        time.sleep(2.6)                                   # inside refresh_before, not expired
+    browsers = [browser(), browser()]
+    try:
+        hdrs = []
+        for c in browsers:
+            r = sign_in(c, a.proxy, isrv.url)
+            assert r.status_code == 302, r.text
+            hdrs.append(_cookie(c))
+            assert httpx.get(b.proxy + "/api/x", headers=hdrs[-1]).status_code == 200
+        time.sleep(wait)                       # refresh due (before: still valid; after: expired)
         before = ctl.token_calls.count("refresh_token")
-        urls = [f"{gw.proxy}/api/{i}" for i in range(25) for gw in (a, b)]
-        statuses = asyncio.run(_burst(urls, hdr))
-        assert statuses == [200] * 50
-        assert ctl.token_calls.count("refresh_token") - before == 1
-        # the rotated refresh token replaced the old one: the next refresh works too
-        time.sleep(2.6)
-        assert httpx.get(b.proxy + "/api/y", headers=hdr).status_code == 200
-        assert ctl.token_calls.count("refresh_token") - before == 2
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(timeout=15) as h:
+                rs = await asyncio.gather(*(h.get(f"{gw.proxy}/api/{i}", headers=hdr)
+                                            for hdr in hdrs for i in range(13)
+                                            for gw in (a, b)))
+            return [r.status_code for r in rs]
+
+        statuses = asyncio.run(burst())        # 52 concurrent requests, 2 sessions, 2 replicas
+        assert statuses == [200] * 52
+        assert ctl.token_calls.count("refresh_token") - before == 2      # one per session
+        # the rotated refresh tokens replaced the old ones: the next refreshes work too
+        time.sleep(wait)
+        for hdr in hdrs:
+            assert httpx.get(b.proxy + "/api/y", headers=hdr).status_code == 200
+        assert ctl.token_calls.count("refresh_token") - before == 4
+    finally:
+        for c in browsers:
+            c.close()
 
 
 def test_sign_out_on_one_replica_is_refused_on_the_other_within_1s(pair, idp):
