@@ -22,6 +22,7 @@ from .forward.outbound import gateway_headers, removed_names
 from .forward.proxy import Transport, forward
 from .middleware import GatewayMiddleware, record, refusal
 from .routes import normalise_path
+from .sessions import dispatch as sessions_dispatch
 
 __all__ = ["ProxyApp"]
 
@@ -56,6 +57,8 @@ class ProxyApp:
         engine = self.middleware.engine
         if not engine.started:
             await self.middleware.startup()
+        if scope["path"].startswith("/_poolgate/"):          # reserved: never forwarded
+            return await sessions_dispatch(engine.sessions, scope, receive, send)
         t0 = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
@@ -72,6 +75,8 @@ class ProxyApp:
                                       listen.trusted_proxies)
                 outcome, extra = await self.admit(engine, headers, scope, facts)
             except GatewayError as e:
+                if engine.sessions is not None:
+                    e = engine.sessions.refusal(e, scope)   # a navigation without session: 302
                 await self._refuse(send, e, rid)
                 record(engine, method, scope["path"], e.status, e.route or "-", "deny", e.code,
                        e.role, t0, rid)
@@ -84,7 +89,8 @@ class ProxyApp:
                        rid)
                 return
             upstream = engine.config.upstreams[route.upstream]
-            out = self.outbound(engine, headers, scope, peer, trusted, upstream.authority,
+            client = headers if engine.sessions is None else engine.sessions.strip(headers)
+            out = self.outbound(engine, client, scope, peer, trusted, upstream.authority,
                                 rid, extra)
             decision, code = "allow", outcome.decision.reason
             try:
@@ -104,7 +110,11 @@ class ProxyApp:
         """The pipeline's outcome and the gateway's headers for it, from the admission cache
         when the same token asked the same thing and nothing it depends on moved."""
         query = scope.get("query_string", b"")
-        token = bearer_token(headers, query)
+        token = None
+        if engine.sessions is not None:      # the session's access token, on routes taking one
+            token = await engine.sessions.token(scope, facts, engine.pipeline)
+        if token is None:
+            token = bearer_token(headers, query)
         cache = engine.admissions
         pipeline = engine.pipeline
         if token is None or not cache.enabled:

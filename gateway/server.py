@@ -278,6 +278,7 @@ async def _serve_worker(path: str, config: Config, proxy_sock: socket.socket,
 async def _reload(path: str, proxy_app: Any, workers: int) -> None:
     """Validate the file, build a new engine next to the live one, warm it, swap atomically."""
     from .engine import Engine  # noqa: PLC0415
+    from .sessions import carry_over as carry_over_sessions  # noqa: PLC0415
     t0 = time.monotonic()
     old = proxy_app.engine
     try:
@@ -304,6 +305,7 @@ async def _reload(path: str, proxy_app: Any, workers: int) -> None:
     if old.config.revocation.store == "memory" and engine.store is not old.store:
         log.warning("reload: revocation settings changed, so the memory store starts empty: "
                     "revocations made through the admin API before this reload are gone")
+    carry_over_sessions(old.sessions, engine.sessions)   # memory sessions survive a reload
     await _warm(engine, old)
     if engine.store is old.store:
         # the store (and, for store: memory, every revocation in it) moves to the new engine;

@@ -29,6 +29,7 @@ from .schema import (  # noqa: F401 (re-exported: the typed config is public)
 from .sections import (_admin, _check_id, _credential, _identity_source, _listen, _logging,  # noqa: F401
                        _mapping, _middleware, _revocation, _route, _statements, _upstream,
                        condition_operator_base)
+from .sessions import SessionsConfig, check_sessions, parse_sessions  # noqa: F401
 
 # --------------------------------------------------------------------------- the whole file
 
@@ -116,11 +117,12 @@ def parse_config(data: Any, *, source: str | None = None,
         revocation=_revocation(root.node("revocation")),
         downstream_credential=_credential(root.node("downstream_credential")),
         middleware=_middleware(root.node("middleware")), logging=_logging(root.node("logging")),
-        source=source, warnings=())
+        source=source, warnings=(), sessions=parse_sessions(root))
     cfg = replace(cfg, decisions=parse_decisions(root, admin_port=cfg.admin.port, proxy_port=cfg.listen.port))
     root.done()
     cfg = dataclasses.replace(cfg, warnings=tuple(env_warnings(missing)))
     _check_references(cfg)
+    check_sessions(cfg)
     return cfg
 
 

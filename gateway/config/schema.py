@@ -128,6 +128,7 @@ class Route:
     action: str | None = None
     forward_user_token: bool = False
     identity_sources: tuple[str, ...] | None = None   # None: every source
+    credentials: tuple[str, ...] | None = None        # bearer | session; None: both (sessions.py)
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,7 @@ class Config:
     source: str | None = None              # the file it came from, for messages
     warnings: tuple[str, ...] = ()         # soft problems found while loading (unset env in check)
     decisions: Any = None                  # DecisionsConfig | None (config/decisions.py)
+    sessions: Any = None                   # config.sessions.SessionsConfig | None (browser sessions)
 
     def source_by_id(self, source_id: str) -> IdentitySource:
         for s in self.identity_sources:
