@@ -110,9 +110,15 @@ def _reader(key: str) -> Reader:
     if key == "req:time":
         return lambda c: (repr(float(c.facts.now)),)
     if key.startswith("req:header/"):
-        header = key[len("req:header/"):].lower()
+        header = header_key(key)
         return lambda c: (c.facts.headers[header],) if header in c.facts.headers else None
     raise ValueError(key)
+
+
+def header_key(key: str) -> str:
+    """The canonical header name a ``req:header/<name>`` key reads (``X_Tenant.Id`` ->
+    ``x-tenant-id``): every spelling of a name is one header (LIMITS.md "Policy inputs")."""
+    return key[len("req:header/"):].lower().replace("_", "-").replace(".", "-")
 
 
 # --------------------------------------------------------------------------- value parsing
@@ -192,8 +198,8 @@ _NEGATED = {"StringNotEquals": "StringEquals", "StringNotEqualsIgnoreCase": "Str
 class Condition:
     """One ``operator: {key: values}`` pair. ``test`` answers True, False or None (unresolved)."""
 
-    __slots__ = ("if_exists", "key", "like", "negated", "null", "op", "pred", "prep", "read",
-                 "set_op", "static", "templates")
+    __slots__ = ("header", "if_exists", "key", "like", "negated", "null", "op", "pred", "prep",
+                 "read", "set_op", "static", "templates")
 
     def __init__(self, op: str, key: str, values: tuple[Any, ...], path: str) -> None:
         self.op, self.key = op, key
@@ -207,6 +213,7 @@ class Condition:
         self.pred: Callable[[str, Any], bool]
         self.prep, self.pred = _POSITIVE.get(_NEGATED.get(base, base), _NULL)
         self.read = _reader(key)
+        self.header = header_key(key) if key.startswith("req:header/") else None
         texts = [v if not isinstance(v, (str, int, float, bool)) else scalar_text(v)
                  for v in values]
         self.templates = tuple(t for t in texts if isinstance(t, str) and VARIABLE_RE.search(t))

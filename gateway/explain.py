@@ -147,7 +147,7 @@ def _headers(args: argparse.Namespace) -> tuple[list[tuple[bytes, bytes]], dict[
         if name == "authorization":
             raise ConfigError("--header", "give the token with --token (or --claims)")
         headers.append((name.encode("latin-1"), v.strip().encode("latin-1")))
-        hmap.setdefault(name, v.strip())
+        hmap.setdefault(name.replace("_", "-").replace(".", "-"), v.strip())   # canonical, as facts
     return headers, hmap
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .conditions import Condition, Context, compile_conditions, conditions_hold
 from .config import Config, Route, Statement
-from .errors import ConfigError
+from .errors import BadRequest, ConfigError, GatewayError
 from .patterns import (VARIABLE_RE, Glob, PathPattern, PatternError, decoded_segment,
                        segment_value_ok, split_path)
 from .principal import Decision, RequestFacts
@@ -140,7 +140,8 @@ class _Bound:
 class _Plan:
     """Per (role, upstream): the statements that can matter, split by kind."""
 
-    __slots__ = ("allows", "denies", "guard_allows", "own", "perms", "perms_cache", "variables")
+    __slots__ = ("allows", "denies", "guard_allows", "headers", "own", "perms", "perms_cache",
+                 "variables")
 
     def __init__(self, own: tuple[_Bound, ...], denies: tuple[_Bound, ...],
                  guard_allows: tuple[tuple[str, tuple[_Bound, ...]], ...]) -> None:
@@ -149,6 +150,10 @@ class _Plan:
         self.perms: tuple[dict[str, Any], ...] | None = None     # static roles: computed once
         self.variables = tuple(dict.fromkeys(v for b in own for r in b.resources for v in r.vars))
         self.perms_cache: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
+        # the headers any condition here reads: several values for one of them is a 400
+        self.headers = frozenset(
+            c.header for b in (*own, *denies, *(x for _, g in guard_allows for x in g))
+            for c in b.c.conditions if c.header is not None)
 
     def permissions(self, ctx: Context) -> tuple[dict[str, Any], ...]:
         """Dynamic permissions, cached per the values of the variables they use (bounded)."""
@@ -215,6 +220,8 @@ class PolicyEngine:
         try:
             return self._decide(role, route, upstream, facts, claims, tags, path_params,
                                 decision_id)
+        except GatewayError:
+            raise
         except Exception as e:  # noqa: BLE001 -- a bug must fail closed, never 5xx or allow
             return Decision(decision_id, False, role, "policy_error",
                             detail=f"policy evaluation failed ({type(e).__name__}): denied")
@@ -224,6 +231,10 @@ class PolicyEngine:
                 path_params: Mapping[str, str], decision_id: str) -> Decision:
         method = facts.method
         plan = self._plan(role, upstream)
+        if plan.headers and facts.ambiguous and not plan.headers.isdisjoint(facts.ambiguous):
+            names = ", ".join(sorted(plan.headers & facts.ambiguous))
+            raise BadRequest(f"more than one value for {names}, which this route's policy reads",
+                             code="ambiguous_header")
         actions = ("http:" + method.lower(),) if route.action is None else (
             "http:" + method.lower(), route.action.lower())
         ctx = Context(role, claims, tags, path_params, facts)

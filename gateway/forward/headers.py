@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from random import getrandbits
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from ..errors import BadRequest
@@ -20,6 +20,7 @@ __all__ = [
     "HOP_BY_HOP",
     "METHOD_OVERRIDE",
     "canonical",
+    "canonical_request_headers",
     "check_framing",
     "forwarded_for",
     "is_trusted",
@@ -143,19 +144,46 @@ def _bytes(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("latin-1")
 
 
+def canonical_request_headers(raw: Headers) -> Headers:
+    """What is forwarded is what was read: a name spelled with ``_`` or ``.`` goes out in its
+    canonical form (``X_Tenant_Id`` -> ``x-tenant-id``, LIMITS.md "Rules"), and the framing
+    header ``Content-Length`` (any spelling) is re-rendered once as ``content-length: <int>``
+    (``03`` -> ``3``); ``Transfer-Encoding`` is hop-by-hop and never forwarded."""
+    out: Headers = []
+    length: int | None = None
+    for n, v in raw:
+        if b"_" in n or b"." in n:
+            n = canonical(n)
+        if n == b"content-length" or (len(n) == 14 and canonical(n) == b"content-length"):
+            for item in v.split(b","):
+                item = item.strip()
+                if not _DIGITS.fullmatch(item) or (length is not None and int(item) != length):
+                    raise BadRequest("invalid Content-Length", code="bad_framing")
+                length = int(item)
+            continue
+        out.append((n, v))
+    if length is not None:
+        out.append((b"content-length", str(length).encode("ascii")))
+    return out
+
+
 def upstream_request_headers(raw: Headers, *, remove: frozenset[bytes], peer: str, trusted: bool,
                              scheme: str, host: str | bytes | None, request_id: str,
                              upstream_authority: str | bytes,
-                             extra: Headers) -> Headers:
+                             extra: Headers, chain: Sequence[str] | None = None) -> Headers:
     """The complete outbound header list: stripped client headers, then the gateway's own.
 
     Every name the gateway sets here (``extra`` included) is removed from the client's copy
-    first, so exactly one of each reaches the upstream.
+    first, so exactly one of each reaches the upstream. ``chain`` is the X-Forwarded-For list
+    policy walked (RequestFacts.chain); the upstream gets that list followed by the peer.
+    ``scheme`` is the one policy believed (``http``/``https``, or ``ws``/``wss``).
     """
     own = frozenset(canonical(n) for n, _ in extra)
     out = [(b"host", _bytes(upstream_authority))]
-    out += strip_request_headers(raw, remove=frozenset(remove) | own)
-    out.append((b"x-forwarded-for", forwarded_for(raw, peer, trusted=trusted)))
+    out += canonical_request_headers(strip_request_headers(raw, remove=frozenset(remove) | own))
+    xff = (forwarded_for(raw, peer, trusted=trusted) if chain is None else
+           ", ".join([*chain, peer or "unknown"]).encode("latin-1", "replace"))
+    out.append((b"x-forwarded-for", xff))
     out.append((b"x-forwarded-proto", {"ws": b"http", "wss": b"https"}.get(scheme,
                                                                            _bytes(scheme))))
     if host:
