@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any, Callable, Sequence
 from urllib.parse import unquote
 
@@ -48,7 +47,7 @@ class Glob:
     is exact, and never backtracks.
     """
 
-    __slots__ = ("first", "last", "middles", "minlen", "star")
+    __slots__ = ("first", "last", "match", "middles", "minlen", "star")
 
     def __init__(self, parts: Sequence[tuple[bool, str]]) -> None:
         pieces: list[list[str | None]] = [[]]      # None = '?'
@@ -66,15 +65,34 @@ class Glob:
         self.last = frozen[-1] if self.star else ""
         self.middles = tuple(frozen[1:-1])
         self.minlen = sum(len(p) for p in frozen)
+        plain = all(p.__class__ is str for p in frozen)
+        # ``match(s) -> bool``: the cheapest of the three below that is exact for this glob
+        self.match: Callable[[str], bool] = (self._exact if not self.star else
+                                             self._plain if plain else self._general)
 
     @classmethod
     def of(cls, text: str) -> "Glob":
         return cls([(False, text)])
 
-    def match(self, s: str) -> bool:
+    def _exact(self, s: str) -> bool:
+        return len(s) == self.minlen and _at(s, 0, self.first)
+
+    def _plain(self, s: str) -> bool:
+        """No ``?``: str methods only (the path-segment case)."""
         n = len(s)
-        if not self.star:
-            return n == self.minlen and _at(s, 0, self.first)
+        first, last = self.first, self.last
+        if n < self.minlen or not s.startswith(first) or not s.endswith(last):
+            return False
+        pos, end = len(first), n - len(last)
+        for piece in self.middles:
+            i = s.find(piece, pos, end)
+            if i < 0:
+                return False
+            pos = i + len(piece)
+        return True
+
+    def _general(self, s: str) -> bool:
+        n = len(s)
         if n < self.minlen:
             return False
         first, last = self.first, self.last
@@ -200,35 +218,45 @@ def _var_match(template: Any, seg: str, values: Sequence[str]) -> bool:
 class _Block:
     """A run of per-segment tests with no ``**`` in it: matches exactly ``len`` segments."""
 
-    __slots__ = ("cap_get", "cap_names", "globs", "has_var", "len", "lit_get", "lit_vals",
-                 "nonempty", "tests")
+    __slots__ = ("anchored", "len", "tests")
 
     def __init__(self, tests: list[tuple[int, Any]], anchor: int) -> None:
         """``anchor`` 1: indexes from the start; -1: from the end; 0: test at any offset."""
         self.tests, self.len = tuple(tests), len(tests)
-        self.has_var = any(k == _VAR for k, _ in tests)
-        idx = (lambda j: j) if anchor >= 0 else (lambda j: j - len(tests))
-        lits = [(idx(j), d) for j, (k, d) in enumerate(tests) if k == _LIT]
-        caps = [(idx(j), d) for j, (k, d) in enumerate(tests) if k == _CAP]
-        self.lit_get, self.lit_vals = _getter([i for i, _ in lits]), tuple(d for _, d in lits)
-        self.cap_get, self.cap_names = _getter([i for i, _ in caps]), tuple(d for _, d in caps)
-        self.nonempty = tuple(idx(j) for j, (k, _) in enumerate(tests) if k in (_ANY, _CAP))
-        self.globs = tuple((idx(j), d) for j, (k, d) in enumerate(tests) if k in (_GLOB, _VAR))
+        # match at the block's anchor (start or end of the segments); middle blocks use `at`
+        self.anchored = self._generate(anchor)
 
-    def anchored(self, segs: list[str], caps: dict[str, str] | None,
-                 values: Sequence[str]) -> bool:
-        """Match at the block's anchor (start or end of ``segs``), with precomputed indexes."""
-        if self.lit_get is not None and self.lit_get(segs) != self.lit_vals:
-            return False
-        for i in self.nonempty:
-            if not segs[i]:
-                return False
-        for i, g in self.globs:
-            if not (g.match(segs[i]) if g.__class__ is Glob else _var_match(g, segs[i], values)):
-                return False
-        if caps is not None and self.cap_get is not None:
-            caps.update(zip(self.cap_names, self.cap_get(segs)))
-        return True
+    def _generate(self, anchor: int) -> Callable[..., bool]:
+        """The anchored test as one generated function (built once, at config load): a chain
+        of comparisons, ~4x faster than interpreting the tests. Literals enter as ``repr``."""
+        names: dict[str, Any] = {"_var_match": _var_match}
+        conds, assigns = [], []
+        for j, (kind, data) in enumerate(self.tests):
+            i = j if anchor >= 0 else j - self.len
+            seg = f"segs[{i}]"
+            if kind == _LIT:
+                conds.append(f"{seg} != {data!r}")
+            elif kind == _ANY:
+                conds.append(f"not {seg}")
+            elif kind == _CAP:
+                conds.append(f"not {seg}")
+                assigns.append(f"caps[{data!r}] = {seg}")
+            elif kind == _GLOB:
+                names[f"g{j}"] = data.match
+                conds.append(f"not g{j}({seg})")
+            else:
+                names[f"t{j}"] = data
+                conds.append(f"not _var_match(t{j}, {seg}, values)")
+        body = ["def anchored(segs, caps, values):"]
+        if conds:
+            body.append(f"    if {' or '.join(conds)}:")
+            body.append("        return False")
+        if assigns:
+            body.append("    if caps is not None:")
+            body += [f"        {a}" for a in assigns]
+        body.append("    return True")
+        exec("\n".join(body), names)        # noqa: S102 -- source built above from repr()s
+        return names["anchored"]  # type: ignore[no-any-return]
 
     def at(self, segs: list[str], off: int, caps: dict[str, str] | None,
            values: Sequence[str]) -> bool:
@@ -250,15 +278,6 @@ class _Block:
                 if kind == _CAP:
                     caps[data] = segs[off + j]
         return True
-
-
-def _getter(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]] | None:
-    if not indexes:
-        return None
-    if len(indexes) == 1:
-        i = indexes[0]
-        return lambda segs: (segs[i],)
-    return itemgetter(*indexes)      # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- patterns
@@ -322,9 +341,17 @@ class PathPattern:
         pos, end = head.len, n - tail.len
         for b in blocks[1:-1]:                    # leftmost-first: exact for `**` globs
             k = b.len
-            while pos + k <= end and not b.at(segs, pos, caps, values):
+            first = b.tests[0] if k else None
+            while pos + k <= end:
+                if first is not None and first[0] == _LIT:    # skip ahead at C speed
+                    try:
+                        pos = segs.index(first[1], pos, end - k + 1)
+                    except ValueError:
+                        return False
+                if b.at(segs, pos, caps, values):
+                    break
                 pos += 1
-            if pos + k > end:
+            else:
                 return False
             pos += k
         return True

@@ -101,6 +101,11 @@ def check_framing(raw: Headers) -> None:
     codings: list[bytes] = []
     for name, value in raw:
         key = canonical(name)
+        if (key == b"content-length" or key == b"transfer-encoding") and name.lower() != key:
+            # `Content_Length`: the HTTP parser did not frame the body by it, an upstream that
+            # folds `_` would; no reading is safe, so it is refused (never forwarded)
+            raise BadRequest(f"framing header spelled {name.decode('latin-1')!r}",
+                             code="bad_framing")
         if key == b"content-length":
             lengths.extend(v.strip() for v in value.split(b","))
         elif key == b"transfer-encoding":
