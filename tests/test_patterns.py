@@ -19,7 +19,7 @@ from gateway.pipeline import Pipeline  # noqa: F401  (import check: the engine b
 from gateway.policy import PolicyEngine
 from gateway.principal import RequestFacts
 from gateway.routes import Router, normalise_path
-from tests.pattern_reference import reference_match
+from pattern_reference import reference_match
 
 PATTERNS = ["/", "/a", "/a/", "/a/*", "/a/**", "/**", "/a/{id}", "/a/{id}/b", "/a/b*",
             "/a/*b", "/a/*-*", "/a/x*y*z", "/**/b", "/a/**/b", "/a/**/b/**/c", "/**/*.csv",

@@ -13,7 +13,7 @@ from gateway.extract import bearer_token
 from gateway.facts import request_facts
 from gateway.forward.headers import canonical_request_headers, check_framing
 from gateway.routes import normalise_path
-from tests.test_policy import allow, deny, engine, route
+from test_policy import allow, deny, engine, route
 
 
 def evaluate(e: Any, headers: list[tuple[bytes, bytes]], path: str = "/x",
