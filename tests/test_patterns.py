@@ -15,7 +15,6 @@ import pytest
 from gateway.config import parse_config
 from gateway.conditions import like_glob
 from gateway.patterns import Glob, PathPattern, PatternError
-from gateway.pipeline import Pipeline  # noqa: F401  (import check: the engine builds on it)
 from gateway.policy import PolicyEngine
 from gateway.principal import RequestFacts
 from gateway.routes import Router, normalise_path
