@@ -10,6 +10,7 @@ append, so it can never choose the hop the walk stops at.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -109,14 +110,21 @@ def client_address(chain: Chain, peer: str, networks: Networks, *, trusted: bool
     """``req:source_ip``: the peer itself unless it is trusted; then the first hop, walking
     backwards, that is not a trusted proxy (the leftmost hop if all of them are)."""
     if not trusted or not chain.hops:
-        return hop_address(peer) if peer else peer
+        return _hop(peer, ())[0] if peer else peer
     nets = tuple(networks)
-    hop = ""
+    addr = ""
     for hop in reversed(chain.hops):
-        hop = hop_address(hop)
-        if not is_trusted(hop, nets):
-            return hop
-    return hop
+        addr, hop_trusted = _hop(hop, nets)
+        if not hop_trusted:
+            return addr
+    return addr
+
+
+@functools.lru_cache(maxsize=4096)     # pure; the same few proxies and clients recur
+def _hop(hop: str, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+         ) -> tuple[str, bool]:
+    addr = hop_address(hop)
+    return addr, bool(nets) and is_trusted(addr, nets)
 
 
 def forwarded_proto(proto_lines: Sequence[bytes], scheme: str, *, trusted: bool) -> str:
