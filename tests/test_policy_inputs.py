@@ -161,3 +161,24 @@ def test_underscore_headers_go_out_canonical() -> None:
     out = canonical_request_headers([(b"X_Tenant_Id", b"acme"), (b"Accept", b"*/*"),
                                      (b"x.trace.id", b"1")])
     assert out == [(b"x-tenant-id", b"acme"), (b"Accept", b"*/*"), (b"x-trace-id", b"1")]
+
+
+def test_explain_reads_headers_as_serve_does(tmp_path, capsys) -> None:
+    """`poolgate explain --header` canonicalises names and refuses several values alike."""
+    from gateway.cli import main
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("""version: 1
+identity_sources: [{id: pool, cognito: {region: eu-west-1, user_pool_id: eu-west-1_Abc},
+                    jwks_uri: "http://127.0.0.1:1/jwks.json", client_ids: [c]}]
+upstreams: {orders: {url: "http://127.0.0.1:9"}}
+routes: [{id: x, match: {path: "/**"}, upstream: orders}]
+default_role: member
+roles: {member: {statements: [{effect: allow, action: "http:*", resource: "orders:/**",
+         condition: {StringEquals: {"req:header/X-Tenant-Id": [acme]}}}]}}
+""")
+    claims = ('{"iss":"https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc","sub":"u",'
+              '"token_use":"access","client_id":"c","exp":9999999999}')
+    base = ["explain", "--config", str(cfg), "--claims", claims, "--method", "GET", "--path", "/a"]
+    assert main([*base, "--header", "X_Tenant_Id:acme"]) == 0
+    assert main([*base, "--header", "X_Tenant_Id:acme", "--header", "X-Tenant-Id:globex"]) == 1
+    assert "reason: ambiguous_header" in capsys.readouterr().out
