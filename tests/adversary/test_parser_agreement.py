@@ -27,6 +27,9 @@ def _config(jwks_url: str, upstream_url: str) -> dict[str, Any]:
             {"sid": "Tenant", "effect": "allow", "action": ["http:*"],
              "resource": ["app:/tenant/**"],
              "condition": {"StringEquals": {"req:header/X-Tenant-Id": ["acme"]}}},
+            {"sid": "Plan", "effect": "allow", "action": ["http:*"],
+             "resource": ["app:/plan/**"],
+             "condition": {"StringEquals": {"req:header/X_Plan": ["gold"]}}},
             {"sid": "Upload", "effect": "allow", "action": ["http:*"],
              "resource": ["app:/upload"]}]}})
 
@@ -55,6 +58,21 @@ def test_header_condition_reads_every_value(gw, signer) -> None:
     assert seen.header("x-tenant-id") == ["acme"]                  # forwarded canonical
     assert not [k for k, _ in seen.headers if b"_" in k]
     assert get(g.proxy, "/tenant/x", [*auth, ("X-Tenant-Id", "globex")]).status == 403
+    # the same token again (the admission cache may answer): a second value is still a 400
+    r = get(g.proxy, "/tenant/x", [*auth, ("X-Tenant-Id", "acme"), ("x.tenant.id", "globex")])
+    assert r.status == 400 and b'"ambiguous_header"' in r.body
+    assert get(g.proxy, "/tenant/x", [*auth, ("X-Tenant-Id", "acme")]).status == 200
+
+
+def test_condition_key_spelling_is_canonical_end_to_end(gw, signer) -> None:
+    """A condition written `req:header/X_Plan` reads `X-Plan`, on every request: a decision
+    cached for one value is never reused for another."""
+    g, app = gw
+    auth = _auth(signer)
+    assert get(g.proxy, "/plan/a", [*auth, ("X-Plan", "gold")]).status == 200
+    assert get(g.proxy, "/plan/a", [*auth, ("X-Plan", "free")]).status == 403
+    assert get(g.proxy, "/plan/a", [*auth, ("X_Plan", "gold")]).status == 200
+    assert get(g.proxy, "/plan/a", [*auth]).status == 403
 
 
 @pytest.mark.parametrize("sub, path, status", [
