@@ -182,3 +182,26 @@ roles: {member: {statements: [{effect: allow, action: "http:*", resource: "order
     assert main([*base, "--header", "X_Tenant_Id:acme"]) == 0
     assert main([*base, "--header", "X_Tenant_Id:acme", "--header", "X-Tenant-Id:globex"]) == 1
     assert "reason: ambiguous_header" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", ["/files/a%40b/x", "/files/jos%C3%A9/x", "/files/plain/x"])
+def test_path_captures_compare_like_the_segment_they_came_from(path: str) -> None:
+    """``${path:name}`` is a segment of the same path: compared decoded on both sides."""
+    from gateway.routes import Router
+    from gateway.config import parse_config
+    cfg = parse_config({
+        "version": 1,
+        "identity_sources": [{"id": "idp", "issuer": "http://127.0.0.1:1/", "audiences": ["a"],
+                              "jwks_uri": "http://127.0.0.1:1/jwks.json"}],
+        "upstreams": {"orders": {"url": "http://127.0.0.1:9"}},
+        "routes": [{"id": "f", "match": {"path": "/files/{name}/**"}, "upstream": "orders"}],
+        "roles": {"r": {"statements": [allow(["http:*"], ["orders:/files/${path:name}/**"])]}}},
+        env={})
+    from gateway.policy import PolicyEngine
+    r, params = Router(cfg.routes).match("GET", normalise_path(path))
+    scope = {"headers": [], "method": "GET", "scheme": "https"}
+    facts = request_facts(scope, normalise_path(path), "192.0.2.1", False, 0.0, ())
+    d = PolicyEngine(cfg).evaluate(role="r", route=r, upstream="orders", facts=facts, claims={},
+                                   tags={}, path_params=params, scopes=(), token_use=None,
+                                   decision_id="d")
+    assert d.allowed, d.detail
