@@ -55,8 +55,9 @@ def check_one(data: bytes) -> None:
         claims = parse_json_object(jws.payload)
         check_claims(claims, SOURCE, NOW)
         verify_signature(alg, KEY, jws.signing_input, jws.signature)
-    except GatewayError:
-        pass                      # a clear refusal with a stable code: what we want
+    except GatewayError as e:     # a clear refusal with a stable code: what we want
+        if e.status >= 500 or not e.code:
+            raise AssertionError(f"5xx-class or code-less refusal: {e!r}") from e
 
 
 def main() -> None:
