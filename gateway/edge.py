@@ -25,6 +25,8 @@ from .routes import normalise_path
 
 __all__ = ["ProxyApp"]
 
+OUTBOUND_MEMO_ENTRIES = 4096
+
 
 class ProxyApp:
     """``ProxyApp(middleware)``: the ASGI app of the proxy listener."""
@@ -32,6 +34,8 @@ class ProxyApp:
     def __init__(self, middleware: GatewayMiddleware, transport: Transport) -> None:
         self.middleware = middleware
         self.transport = transport
+        self._memo: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}
+        self._memo_engine: Any = None
 
     @property
     def engine(self) -> Any:
@@ -80,11 +84,8 @@ class ProxyApp:
                        rid)
                 return
             upstream = engine.config.upstreams[route.upstream]
-            out = upstream_request_headers(    # chain + scheme: the ones policy decided on
-                headers, remove=removed_names(engine), peer=peer, trusted=trusted,
-                scheme="https" if facts.secure else "http", host=_host(headers, scope),
-                request_id=rid, upstream_authority=upstream.authority, extra=extra,
-                chain=facts.chain)
+            out = self.outbound(engine, headers, scope, peer, trusted, upstream.authority,
+                                rid, extra, facts)
             decision, code = "allow", outcome.decision.reason
             try:
                 status = await forward(scope, receive, send, transport=self.transport,
@@ -137,6 +138,31 @@ class ProxyApp:
         if outcome.principal.token is not None:
             cache.put(key, outcome, extra, generation, now)
         return outcome, extra
+
+    def outbound(self, engine: Any, headers: list[tuple[bytes, bytes]], scope: dict[str, Any],
+                 peer: str, trusted: bool, authority: str, rid: str,
+                 extra: list[tuple[bytes, bytes]], facts: Any) -> list[tuple[bytes, bytes]]:
+        """``upstream_request_headers`` for this request. The client's part is a pure function
+        of the raw headers, the peer and the upstream, and clients repeat their headers
+        request after request: it is memoised (bounded, per engine), and only the request id
+        and the gateway's own headers (all of whose names the client part already strips) are
+        put in per request."""
+        if self._memo_engine is not engine:
+            self._memo, self._memo_engine = {}, engine
+        # the chain and scheme policy decided on (facts.py), functions of the key's parts
+        scheme = "https" if facts.secure else "http"
+        key = (tuple(headers), peer, trusted, scheme, authority)
+        base = self._memo.get(key)
+        if base is None:
+            base = upstream_request_headers(
+                headers, remove=removed_names(engine), peer=peer, trusted=trusted,
+                scheme=scheme, host=_host(headers, scope), request_id="-",
+                upstream_authority=authority, extra=[], chain=facts.chain)
+            if len(self._memo) >= OUTBOUND_MEMO_ENTRIES:
+                del self._memo[next(iter(self._memo))]
+            self._memo[key] = base
+        rid_header = (b"x-request-id", rid.encode("ascii"))
+        return [rid_header if h[0] == b"x-request-id" else h for h in base] + extra
 
     async def _refuse(self, send: Any, e: GatewayError, rid: str) -> None:
         hdrs, body = refusal(e, rid, dated=True)

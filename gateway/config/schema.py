@@ -261,6 +261,7 @@ class Config:
     logging: LoggingConfig
     source: str | None = None              # the file it came from, for messages
     warnings: tuple[str, ...] = ()         # soft problems found while loading (unset env in check)
+    decisions: Any = None                  # DecisionsConfig | None (config/decisions.py)
 
     def source_by_id(self, source_id: str) -> IdentitySource:
         for s in self.identity_sources:
