@@ -91,7 +91,7 @@ class ProxyApp:
             upstream = engine.config.upstreams[route.upstream]
             client = headers if engine.sessions is None else engine.sessions.strip(headers)
             out = self.outbound(engine, client, scope, peer, trusted, upstream.authority,
-                                rid, extra)
+                                rid, extra, facts)
             decision, code = "allow", outcome.decision.reason
             try:
                 status = await forward(scope, receive, send, transport=self.transport,
@@ -151,7 +151,7 @@ class ProxyApp:
 
     def outbound(self, engine: Any, headers: list[tuple[bytes, bytes]], scope: dict[str, Any],
                  peer: str, trusted: bool, authority: str, rid: str,
-                 extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+                 extra: list[tuple[bytes, bytes]], facts: Any) -> list[tuple[bytes, bytes]]:
         """``upstream_request_headers`` for this request. The client's part is a pure function
         of the raw headers, the peer and the upstream, and clients repeat their headers
         request after request: it is memoised (bounded, per engine), and only the request id
@@ -159,14 +159,15 @@ class ProxyApp:
         put in per request."""
         if self._memo_engine is not engine:
             self._memo, self._memo_engine = {}, engine
-        scheme = scope.get("scheme", "http")
+        # the chain and scheme policy decided on (facts.py), functions of the key's parts
+        scheme = "https" if facts.secure else "http"
         key = (tuple(headers), peer, trusted, scheme, authority)
         base = self._memo.get(key)
         if base is None:
             base = upstream_request_headers(
                 headers, remove=removed_names(engine), peer=peer, trusted=trusted,
                 scheme=scheme, host=_host(headers, scope), request_id="-",
-                upstream_authority=authority, extra=[])
+                upstream_authority=authority, extra=[], chain=facts.chain)
             if len(self._memo) >= OUTBOUND_MEMO_ENTRIES:
                 del self._memo[next(iter(self._memo))]
             self._memo[key] = base
