@@ -22,6 +22,7 @@ from .schema import (  # noqa: F401 (re-exported: the typed config is public)
     OPS, RedisConfig, RevocationConfig, Role, Route, Rule, SCHEMA_VERSION, SigningKey, Statement,
     TlsConfig, TokenMapping, Upstream,
 )
+from .aws import parse_aws, take_aws_keys
 from .sections import (_admin, _check_id, _credential, _identity_source, _listen, _logging,  # noqa: F401
                        _mapping, _middleware, _revocation, _route, _statements, _upstream,
                        condition_operator_base)
@@ -39,6 +40,7 @@ def parse_config(data: Any, *, source: str | None = None,
         if strict_env:
             raise ConfigError("", f"environment variable(s) not set: {names}")
         warnings.append(f"environment variable(s) not set: {names}")
+    aws_parts = take_aws_keys(data)   # AWS.md keys live in other sections: lifted out first
     root = _Node(data if data is not None else {}, "")
     version = root.int("version")
     if version != SCHEMA_VERSION:
@@ -111,7 +113,8 @@ def parse_config(data: Any, *, source: str | None = None,
         revocation=_revocation(root.node("revocation")),
         downstream_credential=_credential(root.node("downstream_credential")),
         middleware=_middleware(root.node("middleware")), logging=_logging(root.node("logging")),
-        source=source, warnings=tuple(warnings))
+        source=source, warnings=tuple(warnings),
+        aws=parse_aws(aws_parts, roles=roles, upstreams=upstreams))
     root.done()
     _check_references(cfg)
     return cfg
