@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import httpx
 
+from .aws import AwsRoom
 from .config import Config
 from .forward.credential import CredentialSigner
 from .forward.identity import IdentityHeaders
@@ -57,6 +58,7 @@ class Engine:
                                  revocation=self.store, mapper=self.mapper, policy=self.policy,
                                  fallback_auth=mw.default if middleware_mode else None,
                                  fallback_service=mw.service if middleware_mode else None)
+        self.aws = AwsRoom(config, clock=clock)     # AWS.md; inert without an aws: section
         self.started = False
 
     async def start(self) -> None:
@@ -74,6 +76,7 @@ class Engine:
             return
         self.started = False
         await self.jwks.aclose()
+        self.aws.close()
         if self.store is not None:
             await self.store.aclose()
 

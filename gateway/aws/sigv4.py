@@ -1,0 +1,147 @@
+"""SigV4 upstreams: an admitted request signed with the user's own temporary AWS credentials.
+
+The client's ``Authorization`` and every ``X-Amz-*`` header are removed; the path and query
+are put in AWS's canonical encoding once, and that same text is what is signed and what goes
+on the wire (forward/h1.py writes the header list and target byte for byte, in order). The
+signature covers ``host`` and the ``x-amz-*`` headers botocore adds; other headers travel
+unsigned. Bodies up to ``listen.limits.buffer_body_bytes`` are read and signed with their
+SHA-256; a larger S3 body streams with ``UNSIGNED-PAYLOAD``; a larger body to another service
+is ``413`` (its signature needs the hash before the first byte is sent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote_to_bytes
+
+from ..errors import PayloadTooLarge
+from ..forward.headers import canonical
+
+if TYPE_CHECKING:
+    from ..config import Upstream
+    from ..middleware import RequestContext
+    from .room import AwsRoom
+    from .sts import AwsCredentials
+
+Headers = list[tuple[bytes, bytes]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+_ADDED = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-SHA256")
+_UNSIGNED_S3 = SimpleNamespace(s3={"payload_signing_enabled": False})
+_SAFE = "-_.~"
+
+
+def make_signer(creds: "AwsCredentials", service: str, region: str) -> Any:
+    from botocore.auth import S3SigV4Auth, SigV4Auth               # noqa: PLC0415
+    from botocore.credentials import ReadOnlyCredentials           # noqa: PLC0415
+    cls = S3SigV4Auth if service == "s3" else SigV4Auth
+    return cls(ReadOnlyCredentials(creds.access_key_id, creds.secret_access_key,
+                                   creds.session_token), service, region)
+
+
+async def sign(room: "AwsRoom", scope: dict[str, Any], receive: Receive,
+               ctx: "RequestContext", upstream: "Upstream",
+               headers: Headers) -> tuple[dict[str, Any], Receive, str, Headers]:
+    """(scope, receive, path, headers) to forward: signed, with the body replayed if read."""
+    from botocore.awsrequest import AWSRequest                     # noqa: PLC0415
+    target = room.upstreams[upstream.id]
+    entry = await room.credentials(ctx.outcome.principal)
+    signer = room.signer(entry, target.service, target.region)
+    body, receive, unsigned = await _body(scope, receive, room.body_limit,
+                                          s3=target.service == "s3")
+    path = wire_path(ctx.path)
+    query = wire_query(scope.get("query_string", b""))
+    host = upstream.authority
+    url = f"{upstream.url}{path}?{query}" if query else f"{upstream.url}{path}"
+    req = AWSRequest(method=scope["method"], url=url, headers={"host": host},
+                     data=body or b"")
+    if unsigned:
+        req.context["client_config"] = _UNSIGNED_S3
+    signer.add_auth(req)
+    out = [(n, v) for n, v in headers
+           if (c := canonical(n)) != b"authorization" and not c.startswith(b"x-amz-")]
+    if body is not None and not any(canonical(n) == b"content-length" for n, _ in out):
+        out.append((b"content-length", str(len(body)).encode("ascii")))
+    for name in _ADDED:
+        value = req.headers.get(name)
+        if value is not None:
+            out.append((name.lower().encode("ascii"), value.encode("ascii")))
+    new_scope = scope if query.encode("latin-1") == scope.get("query_string", b"") else {
+        **scope, "query_string": query.encode("latin-1")}
+    return new_scope, receive, path, out
+
+
+def wire_path(path: str) -> str:
+    """The path in AWS's canonical encoding (every byte but unreserved ones and ``/``
+    percent-encoded): S3 signs it as is, other services sign it encoded once more."""
+    return quote(unquote_to_bytes(path), safe="/" + _SAFE)
+
+
+def wire_query(raw: bytes) -> str:
+    """The query in AWS's canonical form: each name and value encoded, pairs sorted."""
+    if not raw:
+        return ""
+    pairs = []
+    for part in raw.split(b"&"):
+        if not part:
+            continue
+        name, _, value = part.partition(b"=")
+        pairs.append((quote(unquote_to_bytes(name), safe=_SAFE),
+                      quote(unquote_to_bytes(value), safe=_SAFE)))
+    pairs.sort()
+    return "&".join(f"{n}={v}" for n, v in pairs)
+
+
+async def _body(scope: dict[str, Any], receive: Receive, limit: int,
+                *, s3: bool) -> tuple[bytes | None, Receive, bool]:
+    """(body or None, receive to hand on, unsigned?). None: no body, or a streamed one."""
+    length: int | None = None
+    chunked = False
+    for n, v in scope.get("headers", ()):
+        c = canonical(n)
+        if c == b"content-length":
+            length = int(v)
+        elif c == b"transfer-encoding":
+            chunked = True
+    if not chunked and not length:
+        return None, receive, False
+    if length is not None and length > limit:
+        if not s3:
+            raise PayloadTooLarge(f"a signed request body is limited to {limit} bytes")
+        return None, receive, True
+    chunks: list[bytes] = []
+    size, more = 0, True
+    while more:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None, _replay([], msg, receive), False
+        chunk = msg.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        more = msg.get("more_body", False)
+        if size > limit and more:
+            if not s3:
+                raise PayloadTooLarge(f"a signed request body is limited to {limit} bytes")
+            return None, _replay(chunks, None, receive), True
+    body = b"".join(chunks)
+    return body, _replay([body], None, receive, complete=True), False
+
+
+def _replay(chunks: list[bytes], final: dict[str, Any] | None, receive: Receive,
+            *, complete: bool = False) -> Receive:
+    """A ``receive`` that hands back what was read (``complete``: the whole body, so the last
+    chunk ends it), then continues with the client's own ``receive``."""
+    queue: list[dict[str, Any]] = [{"type": "http.request", "body": c, "more_body": True}
+                                   for c in chunks]
+    if complete and queue:
+        queue[-1]["more_body"] = False
+    if final is not None:
+        queue.append(final)
+
+    async def replayed() -> dict[str, Any]:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replayed
