@@ -120,10 +120,10 @@ async def _body(scope: dict[str, Any], receive: Receive, limit: int,
         chunks.append(chunk)
         size += len(chunk)
         more = msg.get("more_body", False)
-        if size > limit and more:
+        if size > limit:
             if not s3:
                 raise PayloadTooLarge(f"a signed request body is limited to {limit} bytes")
-            return None, _replay(chunks, None, receive), True
+            return None, _replay(chunks, None, receive, complete=not more), True
     body = b"".join(chunks)
     return body, _replay([body], None, receive, complete=True), False
 

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from e2e.conftest import gateway_factory  # noqa: F401 (the e2e fixture, reused here)
+from e2e.conftest import gateway_factory, upstream  # noqa: F401 (the e2e fixtures, reused)
 from e2e.servers import ThreadServer
 
 from .recorder import Recorder
@@ -34,10 +34,10 @@ def _trust(principal: str) -> str:
         "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]}]})
 
 
-@pytest.fixture(scope="module")
-def moto_aws() -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="session")
+def moto_aws_setup() -> Iterator[dict[str, Any]]:
     """IAM user (the gateway's own keys), one role per user with a prefix policy, a role whose
-    trust policy names someone else, a bucket with one object per user; then auth on."""
+    trust policy names someone else, a bucket with one object per user (auth still off)."""
     boto3 = pytest.importorskip("boto3")
     from moto.server import ThreadedMotoServer
 
@@ -73,14 +73,23 @@ def moto_aws() -> Iterator[dict[str, Any]]:
         s3.create_bucket(Bucket=BUCKET)
         for user in ("alice", "bob"):
             s3.put_object(Bucket=BUCKET, Key=f"users/{user}/hello.txt", Body=f"hello {user}".encode())
-        # IAM authentication on from here (moto 5.2: POST /moto-api/reset-auth with the count)
-        r = httpx.post(f"{endpoint}/moto-api/reset-auth", content=b"0")
-        assert r.status_code == 200, r.text
         yield {"endpoint": endpoint, "recorder": recorder, "recorder_url": rec_srv.url,
                "roles": roles, "key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"],
                "bucket": BUCKET, "region": REGION}
     finally:
-        # moto's settings are process-wide: switch authentication off again for other modules
-        httpx.post(f"{endpoint}/moto-api/reset-auth", content=b"inf")
         rec_srv.stop()
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_aws(moto_aws_setup: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """moto with IAM authentication ON for this module (moto 5.2: ``POST /moto-api/reset-auth``
+    with the number of requests still let through unauthenticated: 0). moto's settings are
+    process-wide, so it is switched off again afterwards for the other modules' moto users."""
+    endpoint = moto_aws_setup["endpoint"]
+    r = httpx.post(f"{endpoint}/moto-api/reset-auth", content=b"0")
+    assert r.status_code == 200, r.text
+    try:
+        yield moto_aws_setup
+    finally:
+        httpx.post(f"{endpoint}/moto-api/reset-auth", content=b"inf")

@@ -32,7 +32,10 @@ class Exchange:
     @property
     def form(self) -> dict[str, str]:
         """A Query-protocol (STS) request's parameters."""
-        return {k: v[0] for k, v in parse_qs(self.body.decode(), keep_blank_values=True).items()}
+        if self.method != "POST" or self.raw_path != b"/":
+            return {}
+        return {k: v[0] for k, v in parse_qs(self.body.decode("latin-1"),
+                                             keep_blank_values=True).items()}
 
 
 class Recorder:
