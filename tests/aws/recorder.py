@@ -21,6 +21,7 @@ class Exchange:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     status: int = 0
+    response: bytes = b""
 
     def header(self, name: str) -> str | None:
         n = name.lower().encode()
@@ -32,7 +33,7 @@ class Exchange:
     @property
     def form(self) -> dict[str, str]:
         """A Query-protocol (STS) request's parameters."""
-        if self.method != "POST" or self.raw_path != b"/":
+        if self.method != "POST" or self.raw_path != b"/" or self.header("x-amz-target"):
             return {}
         return {k: v[0] for k, v in parse_qs(self.body.decode("latin-1"),
                                              keep_blank_values=True).items()}
@@ -42,6 +43,10 @@ class Recorder:
     def __init__(self, target: str) -> None:
         self.target = target.rstrip("/")
         self.seen: list[Exchange] = []
+
+    def targets(self, target: str) -> list[Exchange]:
+        """JSON-protocol calls (Cognito Identity) by ``X-Amz-Target``."""
+        return [e for e in self.seen if e.header("x-amz-target") == target]
 
     def calls(self, action: str) -> list[Exchange]:
         return [e for e in self.seen if e.form.get("Action") == action]
@@ -69,6 +74,7 @@ class Recorder:
             r = await client.request(ex.method, url, headers=headers, content=body)
         ex.status = r.status_code
         content = r.content
+        ex.response = content
         out = [(k.encode(), v.encode()) for k, v in r.headers.items()
                if k.lower() not in ("content-length", "content-encoding", "transfer-encoding",
                                     "connection")]
