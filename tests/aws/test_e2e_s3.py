@@ -266,3 +266,31 @@ def test_unsafe_claim_value_is_refused_before_sts(moto_aws, gw, signer, sub):
     assert r.status_code == 403 and r.json()["reason"] == "unsafe_policy_value"
     assert sub not in r.text
     assert len(rec.calls("AssumeRole")) == before
+
+
+def test_explain_prints_the_rendered_session_policy(moto_aws, tmp_path):
+    import yaml
+    path = tmp_path / "aws.yaml"
+    path.write_text(yaml.safe_dump(aws_config(moto_aws, "http://127.0.0.1:1/jwks")))
+
+    def explain(claims: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", "explain", "--config", str(path), "--json",
+             "--claims", json.dumps({"iss": ISSUER, **claims}), "--method", "GET",
+             "--path", "/app-data/users/alice/hello.txt"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+    out = explain({"sub": "sub-alice-1", "username": "alice"})
+    assert out.returncode == 0, out.stderr
+    lines = json.loads(out.stdout)
+    assert lines["role"] == "alice" and lines["aws_role_arn"] == moto_aws["roles"]["alice"]
+    policy = json.loads(lines["aws_session_policy"])
+    assert policy["Statement"][0]["Resource"] == ["arn:aws:s3:::app-data/users/alice/*"]
+    assert sorted(lines["aws_session_tags"]) == ["sub=sub-alice-1", "user=alice"]
+    assert lines["aws_session_name"] == "sub-alice-1" == lines["aws_source_identity"]
+    # the same string STS received for alice in the end-to-end run above (if it ran) is this one
+    sent = [c.form["Policy"] for c in moto_aws["recorder"].calls("AssumeRole")
+            if c.form["RoleArn"] == moto_aws["roles"]["alice"]]
+    assert all(p == lines["aws_session_policy"] for p in sent)
+    out = explain({"sub": "a/b", "username": "alice"})
+    assert "unsafe_policy_value" in json.loads(out.stdout)["aws_error"]
