@@ -11,6 +11,8 @@ is ``413`` (its signature needs the hash before the first byte is sent).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -33,18 +35,69 @@ _SAFE = "-_.~"
 
 
 def make_signer(creds: "AwsCredentials", service: str, region: str) -> Any:
-    from botocore.auth import S3SigV4Auth, SigV4Auth               # noqa: PLC0415
-    from botocore.credentials import ReadOnlyCredentials           # noqa: PLC0415
-    cls = S3SigV4Auth if service == "s3" else SigV4Auth
+    """botocore's SigV4 signer (``S3SigV4Auth`` for s3) for one set of credentials, with two
+    lean overrides for the per-request path (measured: the email.message-based header map was
+    most of the signing cost): a plain dict for the headers to sign, and the derived signing
+    key kept for the day it is valid (4 HMACs per request saved). The canonical request, string
+    to sign and payload rules stay botocore's."""
+    from botocore.auth import S3SigV4Auth, SigV4Auth                # noqa: PLC0415
+    from botocore.credentials import ReadOnlyCredentials            # noqa: PLC0415
+    base = S3SigV4Auth if service == "s3" else SigV4Auth
+    cls = _LEAN.get(base)
+    if cls is None:
+        cls = _LEAN[base] = type(f"Lean{base.__name__}", (_LeanSigner, base), {})
     return cls(ReadOnlyCredentials(creds.access_key_id, creds.secret_access_key,
                                    creds.session_token), service, region)
+
+
+class _HeaderMap(dict):  # type: ignore[type-arg]
+    """What ``canonical_headers`` needs from botocore's ``HTTPHeaders``: ``get_all``."""
+
+    def get_all(self, key: str) -> list[str]:
+        return [self[key]]
+
+
+class _LeanSigner:
+    _day: str = ""
+    _key: bytes = b""
+
+    def headers_to_sign(self, request: Any) -> _HeaderMap:
+        return _HeaderMap((n.lower(), v) for n, v in request.headers.items())
+
+    def signature(self, string_to_sign: str, request: Any) -> str:
+        day = request.context["timestamp"][0:8]
+        if day != self._day:
+            self._key = self._derive(day)          # type: ignore[attr-defined]
+            self._day = day
+        return hmac.new(self._key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _derive(self, day: str) -> bytes:
+        sign = self._sign                          # type: ignore[attr-defined]
+        k = sign(f"AWS4{self.credentials.secret_key}".encode(), day)  # type: ignore[attr-defined]
+        k = sign(k, self._region_name)             # type: ignore[attr-defined]
+        k = sign(k, self._service_name)            # type: ignore[attr-defined]
+        return sign(k, "aws4_request")             # type: ignore[no-any-return]
+
+
+_LEAN: dict[type, type] = {}
+
+
+class _Request:
+    """The fields botocore's signer reads and writes (its ``AWSRequest`` keeps headers in an
+    ``email.message``: several times slower for the few headers signed here)."""
+
+    __slots__ = ("body", "context", "headers", "method", "params", "url")
+
+    def __init__(self, method: str, url: str, headers: dict[str, str], body: bytes) -> None:
+        self.method, self.url, self.headers, self.body = method, url, headers, body
+        self.context: dict[str, Any] = {}
+        self.params: dict[str, str] = {}
 
 
 async def sign(room: "AwsRoom", scope: dict[str, Any], receive: Receive,
                ctx: "RequestContext", upstream: "Upstream",
                headers: Headers) -> tuple[dict[str, Any], Receive, str, Headers]:
     """(scope, receive, path, headers) to forward: signed, with the body replayed if read."""
-    from botocore.awsrequest import AWSRequest                     # noqa: PLC0415
     target = room.upstreams[upstream.id]
     entry = await room.credentials(ctx.outcome.principal)
     signer = room.signer(entry, target.service, target.region)
@@ -54,8 +107,7 @@ async def sign(room: "AwsRoom", scope: dict[str, Any], receive: Receive,
     query = wire_query(scope.get("query_string", b""))
     host = upstream.authority
     url = f"{upstream.url}{path}?{query}" if query else f"{upstream.url}{path}"
-    req = AWSRequest(method=scope["method"], url=url, headers={"host": host},
-                     data=body or b"")
+    req = _Request(scope["method"], url, {"host": host}, body or b"")
     if unsigned:
         req.context["client_config"] = _UNSIGNED_S3
     signer.add_auth(req)
