@@ -8,6 +8,7 @@ document before those sections are parsed (their parsers refuse unknown keys), a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from dataclasses import dataclass, field
@@ -95,6 +96,9 @@ def parse_aws(parts: Mapping[str, Any], *, roles: Mapping[str, Any],
                                                               "section (region, flow)")
         return None
     n = _Node(parts["aws"], "aws")
+    if importlib.util.find_spec("botocore") is None:
+        raise ConfigError("aws", "needs botocore (STS and the SigV4 signer): "
+                                 "pip install 'poolgate[aws]'")
     region = n.str("region")
     if not _REGION.match(region):
         raise ConfigError("aws.region", f"{region!r} is not an AWS region (like eu-west-1)")
