@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..principal import Principal
 
-DEFAULT_BUFFER_BODY_BYTES = 65536
 MAX_ENTRIES = 10000
 
 
@@ -43,8 +42,7 @@ class AwsRoom:
             max_entries=max_entries,
             refresh_before=float(cfg.refresh_before_seconds) if cfg is not None else 300.0,
             expiry_of=lambda c: c.expiration, clock=clock)
-        limits = getattr(config.listen, "limits", None)     # listen.limits: the lead's branch
-        self.body_limit = int(getattr(limits, "buffer_body_bytes", DEFAULT_BUFFER_BODY_BYTES))
+        self.body_limit = config.listen.limits.buffer_body_bytes   # signed with its hash up to this
         self._signers: dict[str, Any] = {}
 
     def close(self) -> None:
