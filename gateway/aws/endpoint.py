@@ -31,9 +31,9 @@ def is_reserved(path: str) -> bool:
     return path.startswith(RESERVED_PREFIX)
 
 
-async def serve_reserved(engine: "Engine", scope: dict[str, Any],
+async def serve_reserved(engine: Engine, scope: dict[str, Any],
                          send: Callable[[dict[str, Any]], Awaitable[None]],
-                         path: str, facts: "RequestFacts", rid: str) -> int:
+                         path: str, facts: RequestFacts, rid: str) -> int:
     """Answer a request under ``/_poolgate/``; returns the status (refusals raise)."""
     if path != CREDENTIALS_PATH or scope["type"] != "http" or not engine.aws.endpoint_enabled:
         raise NotFound("no such gateway endpoint", code="no_route")

@@ -36,7 +36,7 @@ class Template:
     variables: tuple[tuple[str, str], ...]
 
     @classmethod
-    def compile(cls, text: str) -> "Template":
+    def compile(cls, text: str) -> Template:
         parts, variables, last = [], [], 0
         for m in _VAR.finditer(text):
             parts.append(text[last:m.start()])

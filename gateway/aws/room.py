@@ -26,7 +26,7 @@ MAX_ENTRIES = 10000
 class AwsRoom:
     """Built once per engine; ``upstreams`` is empty and nothing is started without ``aws:``."""
 
-    def __init__(self, config: "Config", *, clock: Callable[[], float] = time.time,
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time,
                  clients: AwsClients | None = None, max_entries: int = MAX_ENTRIES) -> None:
         cfg = config.aws
         self.config = config
@@ -51,7 +51,7 @@ class AwsRoom:
 
     # -- credentials ------------------------------------------------------------------------
 
-    def request_for(self, principal: "Principal") -> tuple[Hashable, StsRequest]:
+    def request_for(self, principal: Principal) -> tuple[Hashable, StsRequest]:
         """The cache key and the STS request for this principal; pure (403s here)."""
         role = principal.role
         tpl = self.templates.get(role) if role is not None else None
@@ -65,7 +65,7 @@ class AwsRoom:
                          policy=policy, tags=tags, duration_seconds=self.cfg.duration_seconds)
         return (tpl.role_arn, policy, tags, sub), req
 
-    async def credentials(self, principal: "Principal") -> _Entry[AwsCredentials]:
+    async def credentials(self, principal: Principal) -> _Entry[AwsCredentials]:
         """Cached credentials for an admitted principal (single-flight on a miss)."""
         key, req = self.request_for(principal)
         entry = self.cache.peek(key)
@@ -82,7 +82,7 @@ class AwsRoom:
 
         return await self.cache.get(key, fetch)
 
-    def _login(self, principal: "Principal") -> tuple[str, str]:
+    def _login(self, principal: Principal) -> tuple[str, str]:
         """The ``Logins`` entry for the identity_pool flow: the user's own id token."""
         token = principal.token
         if token is None or principal.source_id is None:
@@ -104,6 +104,6 @@ class AwsRoom:
         key = (service, region)
         auth = entry.extra.get(key)
         if auth is None:
-            from .sigv4 import make_signer                      # noqa: PLC0415 (botocore)
+            from .sigv4 import make_signer
             auth = entry.extra[key] = make_signer(entry.value, service, region)
         return auth

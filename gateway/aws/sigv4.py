@@ -34,14 +34,14 @@ _UNSIGNED_S3 = SimpleNamespace(s3={"payload_signing_enabled": False})
 _SAFE = "-_.~"
 
 
-def make_signer(creds: "AwsCredentials", service: str, region: str) -> Any:
+def make_signer(creds: AwsCredentials, service: str, region: str) -> Any:
     """botocore's SigV4 signer (``S3SigV4Auth`` for s3) for one set of credentials, with two
     lean overrides for the per-request path (measured: the email.message-based header map was
     most of the signing cost): a plain dict for the headers to sign, and the derived signing
     key kept for the day it is valid (4 HMACs per request saved). The canonical request, string
     to sign and payload rules stay botocore's."""
-    from botocore.auth import S3SigV4Auth, SigV4Auth                # noqa: PLC0415
-    from botocore.credentials import ReadOnlyCredentials            # noqa: PLC0415
+    from botocore.auth import S3SigV4Auth, SigV4Auth
+    from botocore.credentials import ReadOnlyCredentials
     base = S3SigV4Auth if service == "s3" else SigV4Auth
     cls = _LEAN.get(base)
     if cls is None:
@@ -94,8 +94,8 @@ class _Request:
         self.params: dict[str, str] = {}
 
 
-async def sign(room: "AwsRoom", scope: dict[str, Any], receive: Receive,
-               ctx: "RequestContext", upstream: "Upstream",
+async def sign(room: AwsRoom, scope: dict[str, Any], receive: Receive,
+               ctx: RequestContext, upstream: Upstream,
                headers: Headers) -> tuple[dict[str, Any], Receive, str, Headers]:
     """(scope, receive, path, headers) to forward: signed, with the body replayed if read."""
     target = room.upstreams[upstream.id]

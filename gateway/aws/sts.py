@@ -82,9 +82,9 @@ class AwsClients:
             return self._clients.get(name) or self._build(name)
 
     def _build(self, name: str) -> Any:
-        import botocore.session                                  # noqa: PLC0415 (optional)
-        from botocore import UNSIGNED                            # noqa: PLC0415
-        from botocore.config import Config                       # noqa: PLC0415
+        import botocore.session
+        from botocore import UNSIGNED
+        from botocore.config import Config
         session = (self._session_factory or botocore.session.get_session)()
         conf = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
                       retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
@@ -139,7 +139,7 @@ def _epoch(value: Any) -> float:
 
 def _translated(call: Callable[[StsRequest], AwsCredentials], req: StsRequest) -> AwsCredentials:
     """Run one call; botocore's exceptions become the gateway's (no secrets in messages)."""
-    from botocore import exceptions as bx                            # noqa: PLC0415
+    from botocore import exceptions as bx
     try:
         return call(req)
     except bx.ClientError as e:

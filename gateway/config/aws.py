@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..errors import ConfigError
-from .reader import _Node, _check_url, _kind
+from .reader import _check_url, _kind, _Node
 
 FLOWS = ("assume_role", "identity_pool")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$", re.ASCII)

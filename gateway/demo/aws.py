@@ -35,8 +35,8 @@ def available() -> bool:
 
 def start() -> AwsDemo:
     """moto in a thread of this process, set up, IAM authentication switched on."""
-    import boto3                                        # noqa: PLC0415 (optional extra)
-    from moto.server import ThreadedMotoServer          # noqa: PLC0415
+    import boto3
+    from moto.server import ThreadedMotoServer
 
     srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     srv.start()

@@ -8,7 +8,6 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-
 from e2e.conftest import gateway_factory, upstream  # noqa: F401 (the e2e fixtures, reused)
 from e2e.servers import ThreadServer
 

@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from e2e.conftest import CLIENT, ISSUER, POOL
 from e2e.servers import ROOT, Signer, cognito_claims, raw_request
 

@@ -16,7 +16,6 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
-
 from e2e.servers import raw_request
 
 from .test_e2e_s3 import aws_config, bearer, gateway_env, token

@@ -9,12 +9,11 @@ import json
 from typing import Any, Iterator
 
 import pytest
+from e2e.servers import ThreadServer
 
 from gateway.aws import AwsRoom
 from gateway.config import parse_config
 from gateway.principal import Principal, VerifiedToken
-
-from e2e.servers import ThreadServer
 
 from .recorder import Recorder
 

@@ -6,8 +6,13 @@ import json
 
 import pytest
 
-from gateway.aws.render import (Template, UnsafePolicyValue, compile_role, session_name,
-                                source_identity)
+from gateway.aws.render import (
+    Template,
+    UnsafePolicyValue,
+    compile_role,
+    session_name,
+    source_identity,
+)
 
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Action": ["s3:GetObject"],

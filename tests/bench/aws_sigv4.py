@@ -29,9 +29,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))          # tests/: e2e.servers
 sys.path.insert(0, str(HERE))                 # loadgen, procs
 
-from e2e.servers import JwksControl, Signer, ThreadServer, cognito_claims  # noqa: E402
-from loadgen import run as load                                           # noqa: E402
-from procs import Proc, cpu_seconds                                       # noqa: E402
+from e2e.servers import JwksControl, Signer, ThreadServer, cognito_claims
+from loadgen import run as load
+from procs import Proc, cpu_seconds
 
 POOL = "eu-west-1_BenchPool1"
 ISSUER = f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL}"
