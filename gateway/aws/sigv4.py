@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from ..errors import PayloadTooLarge
 from ..forward.headers import canonical
+from .sts import quiet_botocore
 
 if TYPE_CHECKING:
     from ..config import Upstream
@@ -42,6 +43,7 @@ def make_signer(creds: AwsCredentials, service: str, region: str) -> Any:
     to sign and payload rules stay botocore's."""
     from botocore.auth import S3SigV4Auth, SigV4Auth
     from botocore.credentials import ReadOnlyCredentials
+    quiet_botocore()
     base = S3SigV4Auth if service == "s3" else SigV4Auth
     cls = _LEAN.get(base)
     if cls is None:

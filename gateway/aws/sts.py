@@ -63,12 +63,21 @@ class StsRequest:
     duration_seconds: int
 
 
+def quiet_botocore() -> None:
+    """botocore's DEBUG lines carry secrets (the canonical request with the session token, STS
+    response bodies with the secret key): keep them off even under a host app's DEBUG root."""
+    lg = logging.getLogger("botocore")
+    if lg.getEffectiveLevel() < logging.INFO:
+        lg.setLevel(logging.INFO)
+
+
 class AwsClients:
     """Lazily built botocore clients (in the pool: building one takes tens of ms)."""
 
     def __init__(self, cfg: AwsConfig, *, threads: int = POOL_THREADS,
                  session_factory: Callable[[], Any] | None = None) -> None:
         self.cfg = cfg
+        quiet_botocore()
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="poolgate-aws")
         self._session_factory = session_factory
         self._clients: dict[str, Any] = {}

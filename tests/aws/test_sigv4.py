@@ -109,3 +109,20 @@ async def test_credentials_endpoint_disabled_is_404():
                                  None, "/_poolgate/aws/credentials", None, "rid")  # type: ignore[arg-type]
     finally:
         Engine.aws.close()
+
+
+def test_botocore_debug_logs_stay_off(caplog):
+    """botocore logs the canonical request (session token) and STS bodies at DEBUG."""
+    import logging
+    import time
+
+    from gateway.aws.sigv4 import _Request, make_signer
+    from gateway.aws.sts import AwsCredentials
+
+    logging.getLogger("botocore").setLevel(logging.DEBUG)
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger().setLevel(logging.DEBUG)
+        signer = make_signer(AwsCredentials("ASIAX", "s3cr3t", "SESSIONTOKEN", time.time() + 900,
+                                            ARN), "execute-api", "eu-west-1")
+        signer.add_auth(_Request("GET", "http://h/x", {"host": "h"}, b""))
+    assert not any("SESSIONTOKEN" in r.getMessage() for r in caplog.records)
