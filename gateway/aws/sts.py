@@ -26,6 +26,7 @@ CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 5.0
 MAX_ATTEMPTS = 3                 # botocore standard mode: 1 call + 2 retries with backoff
 POOL_THREADS = 4
+FETCH_DEADLINE = 10.0            # one whole fetch, retries included, as a caller waits for it
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "NotAuthorizedException",
                      "InvalidIdentityPoolConfigurationException"})
 _THROTTLED = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException",
@@ -110,7 +111,15 @@ class AwsClients:
         loop = asyncio.get_running_loop()
         call = (self._assume_role if self.cfg.flow == "assume_role" else
                 lambda r: self._identity_pool(r, id_token, provider))
-        return await loop.run_in_executor(self.pool, _translated, call, req)
+        try:
+            async with asyncio.timeout(FETCH_DEADLINE):
+                return await loop.run_in_executor(self.pool, _translated, call, req)
+        except TimeoutError:
+            # the pool thread finishes (or times out) on its own; this request fails closed now
+            log.warning("AWS credentials call for %s took over %.0f s", req.role_arn,
+                        FETCH_DEADLINE)
+            raise Unavailable("AWS credentials service too slow", code="aws_unavailable",
+                              retry_after=2) from None
 
     # -- in the pool ---------------------------------------------------------------------------
 

@@ -126,3 +126,35 @@ def test_botocore_debug_logs_stay_off(caplog):
                                             ARN), "execute-api", "eu-west-1")
         signer.add_auth(_Request("GET", "http://h/x", {"host": "h"}, b""))
     assert not any("SESSIONTOKEN" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_hanging_sts_fails_closed_within_the_deadline(monkeypatch, caplog):
+    """An STS that accepts and never answers: 503 aws_unavailable after FETCH_DEADLINE."""
+    import socket
+    import time
+
+    from gateway.aws import sts
+    from gateway.errors import Unavailable
+
+    monkeypatch.setattr(sts, "FETCH_DEADLINE", 1.0)
+    for k, v in {"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": "test",
+                 "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}.items():
+        monkeypatch.setenv(k, v)
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)                      # accepts (kernel backlog), never answers
+    port = hole.getsockname()[1]
+    cfg = _cfg(endpoint_url=f"http://127.0.0.1:{port}")
+    room = AwsRoom(cfg)
+    p = Principal(sub="u1", role="member", claims={"sub": "u1"}, source_id=None,
+                  tags={"tenant": "acme"}, token=None)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(Unavailable) as ei:
+            await room.credentials(p)
+        assert ei.value.code == "aws_unavailable" and ei.value.retry_after
+        assert time.monotonic() - t0 < 3
+        assert any("took over" in r.getMessage() for r in caplog.records)
+    finally:
+        room.close()
+        hole.close()
