@@ -43,7 +43,8 @@ class AwsRoom:
             refresh_before=float(cfg.refresh_before_seconds) if cfg is not None else 300.0,
             expiry_of=lambda c: c.expiration, clock=clock)
         self.body_limit = config.listen.limits.buffer_body_bytes   # signed with its hash up to this
-        self._signers: dict[str, Any] = {}
+        # one token always renders the same (its claims are fixed): rendered once per token
+        self._requests: dict[tuple[bytes, str | None], tuple[Hashable, StsRequest]] = {}
 
     def close(self) -> None:
         if self.clients is not None:
@@ -67,7 +68,16 @@ class AwsRoom:
 
     async def credentials(self, principal: Principal) -> _Entry[AwsCredentials]:
         """Cached credentials for an admitted principal (single-flight on a miss)."""
-        key, req = self.request_for(principal)
+        token = principal.token
+        memo = (token.token_hash, principal.role) if token is not None else None
+        found = self._requests.get(memo) if memo is not None else None
+        if found is None:
+            found = self.request_for(principal)
+            if memo is not None:
+                if len(self._requests) >= MAX_ENTRIES:
+                    self._requests.clear()
+                self._requests[memo] = found
+        key, req = found
         entry = self.cache.peek(key)
         if entry is not None:
             return entry
