@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 from .admin import build_admin_app
 from .aws import sign as aws_sign
 from .config import Config
+from .edge import ProxyApp
 from .engine import Engine
 from .errors import NotFound
 from .forward.outbound import gateway_request_headers
@@ -38,8 +39,8 @@ class ProxyEndpoint:
         headers = gateway_request_headers(scope, ctx)
         path = ctx.path
         if upstream.id in engine.aws.upstreams:       # AWS.md: sign with the user's credentials
-            scope, receive, path, headers = await aws_sign(engine.aws, scope, receive, ctx,
-                                                           upstream, headers)
+            scope, receive, path, headers = await aws_sign(
+                engine.aws, scope, receive, ctx.outcome.principal, path, upstream, headers)
         await forward(scope, receive, send, transport=self.transport, upstream=upstream,
                       path=path, headers=headers, metrics=engine.metrics,
                       buffer_bytes=engine.config.listen.limits.buffer_body_bytes)
@@ -55,16 +56,18 @@ class ProxyEndpoint:
                 return
 
 
-def build_proxy_app(engine: Engine, transport: Transport | None = None) -> GatewayMiddleware:
-    """The proxy listener's ASGI app: gateway middleware in front of the forwarding endpoint."""
+def build_proxy_app(engine: Engine, transport: Transport | None = None) -> ProxyApp:
+    """The proxy listener's ASGI app: the flat HTTP path (gateway/edge.py), with the gateway
+    middleware in front of the forwarding endpoint for lifespan and WebSockets."""
     if transport is None:
         pools = {u.authority: u.max_connections for u in engine.config.upstreams.values()}
         transport = H1Transport(https=AiohttpTransport(), limits=pools)
-    return GatewayMiddleware(ProxyEndpoint(transport), engine=engine, proxy=True)
+    return ProxyApp(GatewayMiddleware(ProxyEndpoint(transport), engine=engine, proxy=True),
+                    transport)
 
 
 def build_apps(config: Config, *, transport: Transport | None = None,
-               allow_generated_key: bool = True, **engine_kw: Any) -> tuple[GatewayMiddleware, Starlette]:
+               allow_generated_key: bool = True, **engine_kw: Any) -> tuple[ProxyApp, Starlette]:
     """(proxy app, admin app) sharing one engine; the admin app follows hot reloads."""
     engine = Engine(config, allow_generated_key=allow_generated_key, **engine_kw)
     proxy = build_proxy_app(engine, transport)

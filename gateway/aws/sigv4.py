@@ -24,7 +24,7 @@ from .sts import quiet_botocore
 
 if TYPE_CHECKING:
     from ..config import Upstream
-    from ..middleware import RequestContext
+    from ..principal import Principal
     from .room import AwsRoom
     from .sts import AwsCredentials
 
@@ -96,16 +96,17 @@ class _Request:
         self.params: dict[str, str] = {}
 
 
-async def sign(room: AwsRoom, scope: dict[str, Any], receive: Receive,
-               ctx: RequestContext, upstream: Upstream,
+async def sign(room: AwsRoom, scope: dict[str, Any], receive: Receive, principal: Principal,
+               path: str, upstream: Upstream,
                headers: Headers) -> tuple[dict[str, Any], Receive, str, Headers]:
-    """(scope, receive, path, headers) to forward: signed, with the body replayed if read."""
+    """(scope, receive, path, headers) to forward an admitted request (``path`` normalised):
+    signed with ``principal``'s credentials, the body replayed if it was read."""
     target = room.upstreams[upstream.id]
-    entry = await room.credentials(ctx.outcome.principal)
+    entry = await room.credentials(principal)
     signer = room.signer(entry, target.service, target.region)
     body, receive, unsigned = await _body(scope, receive, room.body_limit,
                                           s3=target.service == "s3")
-    path = wire_path(ctx.path)
+    path = wire_path(path)
     query = wire_query(scope.get("query_string", b""))
     host = upstream.authority
     url = f"{upstream.url}{path}?{query}" if query else f"{upstream.url}{path}"
