@@ -27,6 +27,8 @@ from .routes import normalise_path
 
 __all__ = ["ProxyApp"]
 
+OUTBOUND_MEMO_ENTRIES = 4096
+
 
 class ProxyApp:
     """``ProxyApp(middleware)``: the ASGI app of the proxy listener."""
@@ -34,6 +36,8 @@ class ProxyApp:
     def __init__(self, middleware: GatewayMiddleware, transport: Transport) -> None:
         self.middleware = middleware
         self.transport = transport
+        self._memo: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}
+        self._memo_engine: Any = None
 
     @property
     def engine(self) -> Any:
@@ -87,10 +91,8 @@ class ProxyApp:
                        rid)
                 return
             upstream = engine.config.upstreams[route.upstream]
-            out = upstream_request_headers(
-                headers, remove=removed_names(engine), peer=peer, trusted=trusted,
-                scheme=scope.get("scheme", "http"), host=_host(headers, scope),
-                request_id=rid, upstream_authority=upstream.authority, extra=extra)
+            out = self.outbound(engine, headers, scope, peer, trusted, upstream.authority,
+                                rid, extra)
             if upstream.id in engine.aws.upstreams:   # AWS.md: the user's own credentials sign
                 try:
                     scope, receive, path, out = await aws_sign(
@@ -152,6 +154,30 @@ class ProxyApp:
         if outcome.principal.token is not None:
             cache.put(key, outcome, extra, generation, now)
         return outcome, extra
+
+    def outbound(self, engine: Any, headers: list[tuple[bytes, bytes]], scope: dict[str, Any],
+                 peer: str, trusted: bool, authority: str, rid: str,
+                 extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``upstream_request_headers`` for this request. The client's part is a pure function
+        of the raw headers, the peer and the upstream, and clients repeat their headers
+        request after request: it is memoised (bounded, per engine), and only the request id
+        and the gateway's own headers (all of whose names the client part already strips) are
+        put in per request."""
+        if self._memo_engine is not engine:
+            self._memo, self._memo_engine = {}, engine
+        scheme = scope.get("scheme", "http")
+        key = (tuple(headers), peer, trusted, scheme, authority)
+        base = self._memo.get(key)
+        if base is None:
+            base = upstream_request_headers(
+                headers, remove=removed_names(engine), peer=peer, trusted=trusted,
+                scheme=scheme, host=_host(headers, scope), request_id="-",
+                upstream_authority=authority, extra=[])
+            if len(self._memo) >= OUTBOUND_MEMO_ENTRIES:
+                del self._memo[next(iter(self._memo))]
+            self._memo[key] = base
+        rid_header = (b"x-request-id", rid.encode("ascii"))
+        return [rid_header if h[0] == b"x-request-id" else h for h in base] + extra
 
     async def _refuse(self, send: Any, e: GatewayError, rid: str) -> None:
         hdrs, body = refusal(e, rid, dated=True)

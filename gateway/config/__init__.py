@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping as TMapping
 
 import yaml
 
 from ..errors import ConfigError
+from .decisions import DecisionsConfig, parse_decisions  # noqa: F401
 from .reader import (_MISSING, _EnvStr, _interpolate, _Node, _pairs,  # noqa: F401
                      _UniqueKeyLoader, _Unset, env_warnings, is_loopback)
 from .schema import (  # noqa: F401 (re-exported: the typed config is public)
@@ -118,6 +120,7 @@ def parse_config(data: Any, *, source: str | None = None,
         middleware=_middleware(root.node("middleware")), logging=_logging(root.node("logging")),
         source=source, warnings=(),
         aws=parse_aws(aws_parts, roles=roles, upstreams=upstreams))
+    cfg = replace(cfg, decisions=parse_decisions(root, admin_port=cfg.admin.port, proxy_port=cfg.listen.port))
     root.done()
     cfg = dataclasses.replace(cfg, warnings=tuple(env_warnings(missing)))
     _check_references(cfg)

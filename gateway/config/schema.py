@@ -265,6 +265,7 @@ class Config:
     source: str | None = None              # the file it came from, for messages
     warnings: tuple[str, ...] = ()         # soft problems found while loading (unset env in check)
     aws: "AwsConfig | None" = None         # AWS.md: temporary AWS credentials (config/aws.py)
+    decisions: Any = None                  # DecisionsConfig | None (config/decisions.py)
 
     def source_by_id(self, source_id: str) -> IdentitySource:
         for s in self.identity_sources:

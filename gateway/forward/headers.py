@@ -165,13 +165,29 @@ def upstream_request_headers(raw: Headers, *, remove: frozenset[bytes], peer: st
     return out
 
 
+_RESPONSE_KEEP: dict[tuple[tuple[bytes, ...], frozenset[bytes]], tuple[bool, ...]] = {}
+
+
 def response_headers(raw: Headers, *, remove: frozenset[bytes] = frozenset()) -> Headers:
     """Upstream response headers minus hop-by-hop, Connection-named and ``remove``.
 
-    Repeated headers (``Set-Cookie``) are kept, in order.
+    Repeated headers (``Set-Cookie``) are kept, in order. An upstream answers with the same
+    header names response after response: which positions to keep is memoised per name list
+    (bounded), unless a ``Connection`` header names more to drop.
     """
-    drop = HOP_BY_HOP | _connection_named(raw) | remove
-    return [(n, v) for n, v in raw if canonical(n) not in drop]
+    names = tuple(n for n, _ in raw)
+    key = (names, remove)
+    keep = _RESPONSE_KEEP.get(key)
+    if keep is None:
+        canon = [canonical(n) for n in names]
+        drop = HOP_BY_HOP | remove
+        if b"connection" in canon:          # per response: its value names what to drop
+            drop = drop | _connection_named(raw)
+            return [h for h, c in zip(raw, canon) if c not in drop]
+        keep = tuple(c not in drop for c in canon)
+        if len(_RESPONSE_KEEP) < 1024:      # bounded: upstreams choose header names
+            _RESPONSE_KEEP[key] = keep
+    return [h for h, k in zip(raw, keep) if k]
 
 
 def is_trusted(peer: str | None, networks: Iterable[ipaddress.IPv4Network

@@ -48,7 +48,8 @@ def _host(scope: dict[str, Any]) -> str:
 
 def gateway_headers(engine: "Engine", outcome: Any) -> Headers:
     """The headers the gateway adds for an admitted request: identity headers, the downstream
-    credential, the user token if the route says so."""
+    credential, the user token if the route says so (also what the decision service hands to
+    the asking proxy)."""
     route, principal = outcome.route, outcome.principal
     assert route is not None and route.upstream is not None
     upstream = engine.config.upstreams[route.upstream]
