@@ -200,6 +200,7 @@ async def explain(args: argparse.Namespace) -> int:
     else:
         verifier = _RecordingVerifier(engine.verifier)
     mapper = _TracingMapper(cfg)
+    mapper.trace_all = engine.policy.trace_all = True    # every matching rule and statement
     pipeline = _TracingPipeline(
         cfg, router=engine.router, verifier=verifier,  # type: ignore[arg-type]
         revocation=engine.store, mapper=mapper, policy=engine.policy)

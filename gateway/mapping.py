@@ -92,6 +92,7 @@ class RoleMapper:
         self._sources = {sid: _Source(m) for sid, m in config.mappings.items()}
         self._fallback = _Source(MappingConfig())
         self._tags = dict(config.principal_tags)
+        self.trace_all = False           # explain: every matching rule is a candidate
 
     def choose(self, source_id: str | None, claims: Mapping[str, Any] | None,
                requested_role: str | None = None) -> RoleChoice:
@@ -99,7 +100,9 @@ class RoleMapper:
         if source_id is None or claims is None:
             return self._guest_choice(requested)
         src = self._sources.get(source_id, self._fallback)
-        choice, failure = self._decide(src, claims)
+        # the candidate list is needed for a role request (and explain's trace) only: else the
+        # first matching rule decides and the rest are not evaluated
+        choice, failure = self._decide(src, claims, bool(requested) or self.trace_all)
         if requested:
             if requested in choice.candidates:
                 return RoleChoice(requested, "role_request", "role_requested", choice.candidates)
@@ -117,9 +120,15 @@ class RoleMapper:
                             code="role_not_eligible")
         return RoleChoice(self._guest, "guest_role", "guest_role", (self._guest,))
 
-    def _decide(self, src: _Source, claims: Mapping[str, Any]) -> tuple[RoleChoice, Forbidden | None]:
+    def _decide(self, src: _Source, claims: Mapping[str, Any],
+                all_candidates: bool = True) -> tuple[RoleChoice, Forbidden | None]:
         mode = src.m.mode
         if mode == "rules":
+            if not all_candidates:
+                for test, r in src.rules:
+                    if test(claims):
+                        return RoleChoice(r.role, r.path, "rule_matched", (r.role,)), None
+                return self._ambiguous(src, (), "no rule matched")
             matched = [r for test, r in src.rules if test(claims)]
             if matched:
                 cands = tuple(dict.fromkeys(r.role for r in matched))

@@ -102,13 +102,36 @@ class _Compiled:
         return tuple(r for r in self.resources if fnmatch.fnmatchcase(upstream, r.upstream))
 
 
+def _first_literal(r: _Resource) -> str | None:
+    """The resource pattern's first segment when it is a plain literal, else None (any)."""
+    if r.pattern is None:
+        return None
+    first = r.path.split("/")[1] if r.path.count("/") >= 1 else ""
+    if not first or any(c in first for c in "*{$%"):
+        return None
+    return first
+
+
 class _Bound:
     """A statement restricted to the resources that name one upstream."""
 
-    __slots__ = ("c", "deny", "label", "resources")
+    __slots__ = ("c", "deny", "firsts", "label", "resources")
 
     def __init__(self, c: _Compiled, resources: tuple[_Resource, ...]) -> None:
         self.c, self.resources, self.label, self.deny = c, resources, c.label, c.deny
+        firsts = {_first_literal(r) for r in resources}
+        if self.deny and any(r.vars for r in resources):
+            firsts.add(None)      # an unresolved variable makes a deny apply to every path
+        # the first path segments this statement can match; None: any
+        self.firsts: frozenset[str] | None = None if None in firsts else frozenset(firsts)
+
+    def may_apply(self, actions: tuple[str, ...], first: str) -> bool:
+        """A cheap, exact pre-filter: the action matches and the path can start with
+        ``first`` (resources, variables and conditions are left to ``matches``)."""
+        if self.firsts is not None and first not in self.firsts:
+            return False
+        globs = self.c.actions
+        return any(g.match(a) for a in actions for g in globs)
 
     def matches(self, ctx: Context, actions: tuple[str, ...], segs: list[str]) -> bool:
         globs = self.c.actions
@@ -140,8 +163,8 @@ class _Bound:
 class _Plan:
     """Per (role, upstream): the statements that can matter, split by kind."""
 
-    __slots__ = ("allows", "denies", "guard_allows", "headers", "own", "perms", "perms_cache",
-                 "variables")
+    __slots__ = ("allows", "candidates_cache", "denies", "guard_allows", "headers", "own",
+                 "perms", "perms_cache", "variables")
 
     def __init__(self, own: tuple[_Bound, ...], denies: tuple[_Bound, ...],
                  guard_allows: tuple[tuple[str, tuple[_Bound, ...]], ...]) -> None:
@@ -150,10 +173,25 @@ class _Plan:
         self.perms: tuple[dict[str, Any], ...] | None = None     # static roles: computed once
         self.variables = tuple(dict.fromkeys(v for b in own for r in b.resources for v in r.vars))
         self.perms_cache: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
+        self.candidates_cache: dict[tuple[Any, ...], tuple[_Bound, ...]] = {}
         # the headers any condition here reads: several values for one of them is a 400
         self.headers = frozenset(
             c.header for b in (*own, *denies, *(x for _, g in guard_allows for x in g))
             for c in b.c.conditions if c.header is not None)
+
+    def candidates(self, which: int, stmts: tuple[_Bound, ...], actions: tuple[str, ...],
+                   first: str) -> tuple[_Bound, ...]:
+        """The statements of ``stmts`` (in order) that may apply to these actions and first
+        path segment: grouped once per (action, first segment), so a role with 100
+        statements tries only the few that can match."""
+        key = (which, actions, first)
+        found = self.candidates_cache.get(key)
+        if found is None:
+            found = tuple(b for b in stmts if b.may_apply(actions, first))
+            if len(self.candidates_cache) >= _PERMS_CACHE:   # first segments are request data
+                self.candidates_cache.clear()
+            self.candidates_cache[key] = found
+        return found
 
     def permissions(self, ctx: Context) -> tuple[dict[str, Any], ...]:
         """Dynamic permissions, cached per the values of the variables they use (bounded)."""
@@ -176,6 +214,9 @@ class PolicyEngine:
                                  for g in config.guardrails)
         self._plans: dict[tuple[str, str], _Plan] = {}
         del cache_size                       # kept for callers: nothing is compiled per request
+        # on the request path the first matching allow decides; `poolgate explain` asks for
+        # every matching allow statement of the trace instead
+        self.trace_all = False
 
     # ------------------------------------------------------------------ building plans
 
@@ -240,17 +281,20 @@ class PolicyEngine:
         ctx = Context(role, claims, tags, path_params, facts)
         path = facts.path
         segs = split_path(path)                  # once: every statement reads these segments
-        denies = tuple(b.label for b in plan.denies if b.matches(ctx, actions, segs))
+        first = segs[0] if segs else ""
+        pick = self._all if self.trace_all else self._first
+        # every matching deny is named (denies are few); allows: the first one decides
+        denies = self._all(plan.candidates(0, plan.denies, actions, first), ctx, actions, segs)
         if denies:
             return Decision(decision_id, False, role, "explicit_deny", statements=denies,
                             detail=f"{', '.join(denies)} denies {method} {path} on {upstream}")
-        allows = tuple(b.label for b in plan.allows if b.matches(ctx, actions, segs))
+        allows = pick(plan.candidates(1, plan.allows, actions, first), ctx, actions, segs)
         if not allows:
             return Decision(decision_id, False, role, "no_allow",
                             detail=f"no statement of role {role} allows {method} {path} "
                                    f"on {upstream}")
-        for name, stmts in plan.guard_allows:
-            g = tuple(b.label for b in stmts if b.matches(ctx, actions, segs))
+        for i, (name, stmts) in enumerate(plan.guard_allows):
+            g = pick(plan.candidates(2 + i, stmts, actions, first), ctx, actions, segs)
             if not g:
                 return Decision(decision_id, False, role, "no_allow", statements=allows,
                                 detail=f"guardrail {name} does not allow {method} {path} "
@@ -260,6 +304,19 @@ class PolicyEngine:
         return Decision(decision_id, True, role, "allowed", statements=allows,
                         detail=f"{', '.join(allows)} allows {method} {path} on {upstream}",
                         permissions=perms)
+
+    @staticmethod
+    def _first(stmts: tuple[_Bound, ...], ctx: Context, actions: tuple[str, ...],
+               segs: list[str]) -> tuple[str, ...]:
+        for b in stmts:
+            if b.matches(ctx, actions, segs):
+                return (b.label,)
+        return ()
+
+    @staticmethod
+    def _all(stmts: tuple[_Bound, ...], ctx: Context, actions: tuple[str, ...],
+             segs: list[str]) -> tuple[str, ...]:
+        return tuple(b.label for b in stmts if b.matches(ctx, actions, segs))
 
     # ------------------------------------------------------------------ permissions
 

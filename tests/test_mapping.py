@@ -91,11 +91,23 @@ RULES = {"mode": "rules", "rules": [
     {"claim": "custom:role", "op": "exists", "role": "basic"}]}
 
 
+def test_rules_mode_traced_lists_every_matching_rule() -> None:
+    """explain (trace_all) and a role request see every candidate; the request path does not
+    evaluate rules after the first match."""
+    m = mapper({**RULES, "on_ambiguous": "default_role"})
+    claims = {G: ["admins"], "custom:role": "manager"}
+    assert m.choose("idp", claims).candidates == ("admin",)
+    m.trace_all = True
+    assert m.choose("idp", claims) == RoleChoice(
+        "admin", "mappings.idp.rules[0]", "rule_matched", ("admin", "manager", "basic"))
+
+
 @pytest.mark.parametrize(("claims", "requested", "on_ambiguous", "expected"), [
+    # no role requested: the first matching rule decides, later rules are not evaluated
     ({G: ["admins"], "custom:role": "manager"}, None, "default_role",
-     RoleChoice("admin", "mappings.idp.rules[0]", "rule_matched", ("admin", "manager", "basic"))),
+     RoleChoice("admin", "mappings.idp.rules[0]", "rule_matched", ("admin",))),
     ({"custom:role": "manager"}, None, "default_role",
-     RoleChoice("manager", "mappings.idp.rules[1]", "rule_matched", ("manager", "basic"))),
+     RoleChoice("manager", "mappings.idp.rules[1]", "rule_matched", ("manager",))),
     ({G: ["admins"], "custom:role": "manager"}, "manager", "default_role",
      RoleChoice("manager", "role_request", "role_requested", ("admin", "manager", "basic"))),
     ({G: ["superadmins"]}, None, "default_role",
