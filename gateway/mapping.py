@@ -74,13 +74,78 @@ def rule_matcher(rule: Rule) -> _Test:
 
 
 class _Source:
-    """One identity source's mapping, compiled."""
+    """One identity source's mapping, compiled.
+
+    Rules are also indexed so that the first matching one is found without testing every
+    rule: ``equals``/``any_of`` (and ``contains`` on a list claim, which is membership) by
+    exact value, ``starts_with``/``ends_with`` behind one C-level test of all their affixes per
+    claim; only what cannot be indexed (``regex``, ``not_equal``, ``exists``, ``contains`` on a
+    scalar claim) is tested in order, and only below the best indexed hit.
+    """
 
     def __init__(self, m: MappingConfig) -> None:
         self.m = m
         self.rules = tuple((rule_matcher(r), r) for r in m.rules)
         self.group_to_role = dict(m.token.group_to_role)
         self.arn_to_role = dict(m.token.role_arn_to_role)
+        self.exact: dict[str, dict[str, int]] = {}        # claim -> value -> first rule index
+        self.member: dict[str, dict[str, int]] = {}       # contains: list claims by value
+        affixes: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        self.ordered: list[int] = []                      # tested in order
+        for i, r in enumerate(m.rules):
+            if r.op == "equals":
+                self.exact.setdefault(r.claim, {}).setdefault(r.value, i)
+            elif r.op == "any_of":
+                for v in r.value:
+                    self.exact.setdefault(r.claim, {}).setdefault(v, i)
+            elif r.op == "contains":
+                self.member.setdefault(r.claim, {}).setdefault(r.value, i)
+            elif r.op in ("starts_with", "ends_with"):
+                affixes.setdefault((r.claim, r.op), []).append((r.value, i))
+            else:
+                self.ordered.append(i)
+        self.affixes = tuple((claim, op, tuple(a for a, _ in lst), tuple(lst))
+                             for (claim, op), lst in affixes.items())
+
+    def first_match(self, claims: Mapping[str, Any]) -> int | None:
+        """The index of the first rule that matches, as testing them in order would find."""
+        best = len(self.rules)
+        for claim, table in self.exact.items():
+            r = read_claim(claims, claim)
+            if r is not None:
+                for v in r[0]:
+                    i = table.get(v)
+                    if i is not None and i < best:
+                        best = i
+        for claim, table in self.member.items():
+            r = read_claim(claims, claim)
+            if r is None:
+                continue
+            values, is_list = r
+            for value, i in table.items():
+                if i < best and (value in values if is_list
+                                 else any(value in v for v in values)):
+                    best = i
+        for claim, op, all_affixes, rules in self.affixes:
+            r = read_claim(claims, claim)
+            if r is None:
+                continue
+            test = str.startswith if op == "starts_with" else str.endswith
+            if not any(test(v, all_affixes) for v in r[0]):
+                continue                     # one C call rules out every affix of this claim
+            for affix, i in rules:
+                if i >= best:
+                    break
+                if any(test(v, affix) for v in r[0]):
+                    best = i
+                    break
+        rules = self.rules
+        for i in self.ordered:
+            if i >= best:
+                break
+            if rules[i][0](claims):
+                return i
+        return best if best < len(rules) else None
 
 
 class RoleMapper:
@@ -125,9 +190,10 @@ class RoleMapper:
         mode = src.m.mode
         if mode == "rules":
             if not all_candidates:
-                for test, r in src.rules:
-                    if test(claims):
-                        return RoleChoice(r.role, r.path, "rule_matched", (r.role,)), None
+                i = src.first_match(claims)
+                if i is not None:
+                    r = src.rules[i][1]
+                    return RoleChoice(r.role, r.path, "rule_matched", (r.role,)), None
                 return self._ambiguous(src, (), "no rule matched")
             matched = [r for test, r in src.rules if test(claims)]
             if matched:

@@ -243,3 +243,48 @@ def test_tags_keep_scalar_claims_only() -> None:
               G: ["a"], "address": {"x": 1}}
     assert m.tags("idp", claims) == {"tenant": "t1", "level": "3", "ok": "true"}
     assert m.tags(None, None) == {} and m.tags("other", claims) == {}
+
+
+# --------------------------------------------------------------------------- rule index
+
+def _brute_first(src, claims):   # noqa: ANN001, ANN202 - the reference: every rule, in order
+    return next((i for i, (test, _r) in enumerate(src.rules) if test(claims)), None)
+
+
+def test_indexed_first_match_agrees_with_testing_every_rule_in_order() -> None:
+    """The rule index (exact values, membership, affixes) finds the same first rule as trying
+    the rules one by one, for rules of every op over scalar, list and missing claims."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    from gateway.mapping import _Source
+    from gateway.config import parse_config
+
+    words = st.sampled_from(["a", "ab", "b", "ba", "admins", "x1", "1", ""])
+    claim_names = st.sampled_from(["c1", "c2", "cognito:groups"])
+    rule = st.one_of(
+        st.builds(lambda c, op, v: {"claim": c, "op": op, "value": v, "role": "r"},
+                  claim_names, st.sampled_from(["equals", "not_equal", "starts_with",
+                                                "ends_with", "contains"]),
+                  words.filter(bool)),
+        st.builds(lambda c, v: {"claim": c, "op": "any_of", "value": v, "role": "r"},
+                  claim_names, st.lists(words.filter(bool), min_size=1, max_size=3)),
+        st.builds(lambda c: {"claim": c, "op": "exists", "role": "r"}, claim_names),
+        st.builds(lambda c, v: {"claim": c, "op": "regex", "value": v + ".*", "role": "r"},
+                  claim_names, st.sampled_from(["a", "b", "x"])))
+    claim_value = st.one_of(words, st.lists(words, max_size=3), st.integers(0, 2),
+                            st.booleans(), st.none())
+    claims_st = st.dictionaries(claim_names, claim_value, max_size=3)
+
+    @hypothesis.settings(max_examples=300, deadline=None)
+    @hypothesis.given(st.lists(rule, min_size=1, max_size=12), claims_st)
+    def check(rules: list[dict[str, Any]], claims: dict[str, Any]) -> None:
+        cfg = parse_config({"version": 1,
+                            "identity_sources": [{"id": "idp", "issuer": "http://127.0.0.1:1/",
+                                                  "audiences": ["a"],
+                                                  "jwks_uri": "http://127.0.0.1:1/j"}],
+                            "roles": {"r": {"statements": []}},
+                            "mappings": {"idp": {"mode": "rules", "rules": rules}}}, env={})
+        src = _Source(cfg.mappings["idp"])
+        assert src.first_match(claims) == _brute_first(src, claims)
+
+    check()
