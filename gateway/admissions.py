@@ -19,11 +19,14 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from .config import Config
 from .conditions import header_key
+from .config import Config
+from .errors import GatewayError
+from .extract import bearer_token
+from .forward.outbound import gateway_headers
 from .principal import RequestFacts
 
-__all__ = ["Admission", "AdmissionCache", "fact_reads"]
+__all__ = ["Admission", "AdmissionCache", "admit", "fact_reads"]
 
 REVALIDATE_SECONDS = 5.0          # a hit asks the revocation store again at least this often
 
@@ -102,3 +105,61 @@ class AdmissionCache:
 
     def clear(self) -> None:
         self._data.clear()
+
+
+async def admit(engine: Any, headers: list[tuple[bytes, bytes]], scope: dict[str, Any],
+            facts: Any) -> tuple[Any, list[tuple[bytes, bytes]]]:
+    """The pipeline's outcome and the gateway's headers for it, from the admission cache
+    when the same token asked the same thing and nothing it depends on moved."""
+    query = scope.get("query_string", b"")
+    token = None
+    if engine.sessions is not None:      # the session's access token, on routes taking one
+        token = await engine.sessions.token(scope, facts, engine.pipeline)
+    cache = engine.admissions
+    pipeline = engine.pipeline
+    if token is None:
+        try:
+            token = bearer_token(headers, query)
+        except GatewayError:
+            # the pipeline decides: a public route ignores a malformed token, any other route
+            # raises this same refusal, with its route named
+            outcome = await pipeline.authorize(headers, query, facts)
+            return outcome, gateway_headers_or_none(engine, outcome)
+    if token is None or not cache.enabled:
+        outcome = await pipeline.authorize(headers, query, facts, token=token)
+        return outcome, gateway_headers_or_none(engine, outcome)
+    key = cache.key(token, facts)
+    now = facts.now
+    adm = cache.get(key, now)
+    store = engine.store
+    if adm is not None:
+        outcome = adm.outcome
+        try:
+            verified = await engine.verifier.verify(
+                token, allowed_sources=outcome.route.identity_sources)
+            if verified is outcome.principal.token:
+                if store is not None:
+                    generation = store.generation
+                    if generation is None or generation != adm.generation \
+                            or now - adm.checked_at > REVALIDATE_SECONDS:
+                        await pipeline.check_revoked(verified)
+                        adm.generation, adm.checked_at = generation, now
+                return outcome, adm.extra
+        except GatewayError as e:
+            cache.drop(key)
+            e.route = outcome.route.id
+            raise
+        cache.drop(key)
+    generation = store.generation if store is not None else None
+    outcome = await pipeline.authorize(headers, query, facts, token=token)
+    extra = gateway_headers_or_none(engine, outcome)
+    if outcome.principal.token is not None:
+        cache.put(key, outcome, extra, generation, now)
+    return outcome, extra
+
+
+def gateway_headers_or_none(engine: Any, outcome: Any) -> list[tuple[bytes, bytes]]:
+    route = outcome.route
+    if route is None or route.upstream is None:
+        return []
+    return gateway_headers(engine, outcome)

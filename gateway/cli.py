@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
-    from .config import Config
+    pass
 
 from .errors import ConfigError, ListenError
 

@@ -13,14 +13,13 @@ import time
 from typing import Any
 
 from . import tracing
-from .admissions import REVALIDATE_SECONDS
+from .admissions import admit
 from .aws import is_reserved, serve_reserved
 from .aws import sign as aws_sign
 from .errors import GatewayError, NotFound
-from .extract import bearer_token
 from .facts import request_facts
 from .forward.headers import check_framing, is_trusted, request_id, upstream_request_headers
-from .forward.outbound import gateway_headers, removed_names
+from .forward.outbound import removed_names
 from .forward.proxy import Transport, forward
 from .middleware import GatewayMiddleware, record, refusal
 from .routes import normalise_path
@@ -80,7 +79,7 @@ class ProxyApp:
                     record(engine, method, scope["path"], status, "_poolgate", "allow",
                            "served", None, t0, rid)
                     return
-                outcome, extra = await self.admit(engine, headers, scope, facts)
+                outcome, extra = await admit(engine, headers, scope, facts)
             except GatewayError as e:
                 if engine.sessions is not None:
                     e = engine.sessions.refusal(e, scope)   # a navigation without session: 302
@@ -121,50 +120,6 @@ class ProxyApp:
             record(engine, method, scope["path"], status, route.id, decision, code,
                    outcome.principal.role, t0, rid)
 
-    async def admit(self, engine: Any, headers: list[tuple[bytes, bytes]],
-                    scope: dict[str, Any], facts: Any) -> tuple[Any, list[tuple[bytes, bytes]]]:
-        """The pipeline's outcome and the gateway's headers for it, from the admission cache
-        when the same token asked the same thing and nothing it depends on moved."""
-        query = scope.get("query_string", b"")
-        token = None
-        if engine.sessions is not None:      # the session's access token, on routes taking one
-            token = await engine.sessions.token(scope, facts, engine.pipeline)
-        if token is None:
-            token = bearer_token(headers, query)
-        cache = engine.admissions
-        pipeline = engine.pipeline
-        if token is None or not cache.enabled:
-            outcome = await pipeline.authorize(headers, query, facts, token=token)
-            return outcome, gateway_headers_or_none(engine, outcome)
-        key = cache.key(token, facts)
-        now = facts.now
-        adm = cache.get(key, now)
-        store = engine.store
-        if adm is not None:
-            outcome = adm.outcome
-            try:
-                verified = await engine.verifier.verify(
-                    token, allowed_sources=outcome.route.identity_sources)
-                if verified is outcome.principal.token:
-                    if store is not None:
-                        generation = store.generation
-                        if generation is None or generation != adm.generation \
-                                or now - adm.checked_at > REVALIDATE_SECONDS:
-                            await pipeline.check_revoked(verified)
-                            adm.generation, adm.checked_at = generation, now
-                    return outcome, adm.extra
-            except GatewayError as e:
-                cache.drop(key)
-                e.route = outcome.route.id
-                raise
-            cache.drop(key)
-        generation = store.generation if store is not None else None
-        outcome = await pipeline.authorize(headers, query, facts, token=token)
-        extra = gateway_headers_or_none(engine, outcome)
-        if outcome.principal.token is not None:
-            cache.put(key, outcome, extra, generation, now)
-        return outcome, extra
-
     def outbound(self, engine: Any, headers: list[tuple[bytes, bytes]], scope: dict[str, Any],
                  peer: str, trusted: bool, authority: str, rid: str,
                  extra: list[tuple[bytes, bytes]], facts: Any) -> list[tuple[bytes, bytes]]:
@@ -194,13 +149,6 @@ class ProxyApp:
         hdrs, body = refusal(e, rid, dated=True)
         await send({"type": "http.response.start", "status": e.status, "headers": hdrs})
         await send({"type": "http.response.body", "body": body})
-
-
-def gateway_headers_or_none(engine: Any, outcome: Any) -> list[tuple[bytes, bytes]]:
-    route = outcome.route
-    if route is None or route.upstream is None:
-        return []
-    return gateway_headers(engine, outcome)
 
 
 def _host(headers: list[tuple[bytes, bytes]], scope: dict[str, Any]) -> bytes | str:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BadRequest, GatewayError
 from ..facts import request_facts
 from ..forward.headers import canonical, request_id
-from ..forward.outbound import credential_header, gateway_headers
+from ..admissions import admit
+from ..forward.outbound import credential_header
 from ..listen.head import HeadError, check_target
 from ..routes import normalise_path
 
@@ -76,10 +77,11 @@ async def decide(engine: "Engine", method: str, uri: bytes, headers: Headers, *,
                                  "scheme": scheme, "path": path, "raw_path": raw_path,
                                  "query_string": query}
         facts = request_facts(scope, path, peer, True, engine.clock(), networks)
-        outcome = await engine.pipeline.authorize(headers, query, facts)
+        # the proxy mode's own admission: the same cache, session and pipeline
+        outcome, extra = await admit(engine, headers, scope, facts)
     except GatewayError as e:
         return refusal(e, rid)
-    return _allow(engine, outcome, facts, rid, peer)
+    return _allow(engine, outcome, extra, rid)
 
 
 def refusal(e: GatewayError, rid: str) -> Verdict:
@@ -95,12 +97,11 @@ def refusal(e: GatewayError, rid: str) -> Verdict:
     return Verdict(e.status, hdrs, body, rid, error=e, route=e.route or "-", role=e.role)
 
 
-def _allow(engine: "Engine", outcome: Any, facts: Any, rid: str,
-           peer: str) -> Verdict:
+def _allow(engine: "Engine", outcome: Any, extra: Headers, rid: str) -> Verdict:
     names = gateway_names(engine)
     # what the proxy mode adds to the outbound request; the user token (forward_user_token)
     # is the client's own Authorization, which the proxy passes or strips by its config
-    own = [(k, v) for k, v in gateway_headers(engine, outcome) if canonical(k) in names]
+    own = [(k, v) for k, v in extra if canonical(k) in names]
     own.append((b"x-request-id", rid.encode("ascii")))
     return Verdict(200, own, b"", rid, set_names=frozenset(canonical(k) for k, _ in own),
                    route=outcome.route.id if outcome.route is not None else "-",

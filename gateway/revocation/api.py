@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..config import Config, RevocationConfig
+from ..config import RevocationConfig
 from ..errors import REALM
 from ..principal import VerifiedToken
 from .audit import audit, delete_entry, write_entry
