@@ -77,6 +77,7 @@ class IdentitySource:
     allow_insecure_http: bool = False
     token_types: tuple[str, ...] | None = None  # header `typ` allowlist (lower-cased)
     max_token_bytes: int = 8192
+    max_token_lifetime_seconds: int = 86400   # exp - iat (or exp - now) above this + skew: bad_exp
 
     @property
     def discovery_url(self) -> str:

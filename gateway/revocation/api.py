@@ -27,7 +27,8 @@ from starlette.responses import JSONResponse, Response
 from ..config import Config, RevocationConfig
 from ..errors import REALM
 from ..principal import VerifiedToken
-from .entries import KINDS, Entry, EntryError, RevocationStore, StoreError, make_entry
+from .entries import (KINDS, Entry, EntryError, RevocationStore, StoreError, entry_lifetime,
+                      make_entry)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TOKEN_BYTES = 16 * 1024
@@ -127,13 +128,15 @@ def entry_from_body(body: Mapping[str, Any], claims: Mapping[str, Any] | None, *
                           max_token_lifetime=max_token_lifetime, skew=skew)
     assert claims is not None
     token_exp = claims.get("exp")
+    from_token = False
     if token_exp is not None:
         token_exp = _number(token_exp, "exp")
+        from_token = exp is None or exp <= token_exp     # the TTL comes from the token's exp
         exp = token_exp if exp is None else max(exp, token_exp)
     jti = claims.get("jti")
     if isinstance(jti, str) and jti:
         return make_entry("jti", jti, exp=exp, now=now, max_token_lifetime=max_token_lifetime,
-                          skew=skew)
+                          skew=skew, from_token=from_token)
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise _Invalid("bad_token", "the token has neither a jti nor a sub to revoke by")
@@ -141,7 +144,7 @@ def entry_from_body(body: Mapping[str, Any], claims: Mapping[str, Any] | None, *
     nbf = _number(iat, "iat") + 1 if iat is not None else now
     # the sub entry must outlive every token issued before nbf: not exp, the lifetime rule
     return make_entry("sub", sub, not_before=nbf, now=now,
-                      max_token_lifetime=max_token_lifetime, skew=skew)
+                      max_token_lifetime=max_token_lifetime, skew=skew, from_token=True)
 
 
 # --------------------------------------------------------------------------- the endpoint
@@ -151,9 +154,14 @@ def revocations_endpoint(store_getter: Callable[[], RevocationStore | None], *,
                          clock: Callable[[], float] = time.time,
                          skew_for_token: Callable[[Mapping[str, Any]], float] | None = None,
                          token_verifier: Callable[[str], Awaitable[VerifiedToken]] | None = None,
-                         skew: float = 60) -> Handler:
-    """A Starlette handler for /revocations (route it with methods GET, POST, DELETE)."""
+                         skew: float = 60, max_token_lifetime: float | None = None) -> Handler:
+    """A Starlette handler for /revocations (route it with methods GET, POST, DELETE).
+
+    ``max_token_lifetime``: for entries without exp, ``entries.entry_lifetime(...)`` of the
+    config (default: ``config.max_token_lifetime_seconds``)."""
     expected = admin_token.encode() if admin_token else None
+    lifetime = (config.max_token_lifetime_seconds if max_token_lifetime is None
+                else max_token_lifetime)
 
     def authorized(request: Request) -> Response | None:
         if expected is None:
@@ -203,8 +211,7 @@ def revocations_endpoint(store_getter: Callable[[], RevocationStore | None], *,
         if "token" in body and not any(k in body for k in KINDS):
             claims = await claims_of(body["token"])
         entry_skew = skew_for_token(claims) if claims is not None and skew_for_token else skew
-        entry = entry_from_body(body, claims, now=clock(),
-                                max_token_lifetime=config.max_token_lifetime_seconds,
+        entry = entry_from_body(body, claims, now=clock(), max_token_lifetime=lifetime,
                                 skew=entry_skew)
         entry = await store.add(entry)
         return JSONResponse(entry.to_json(), status_code=201)
@@ -291,8 +298,9 @@ async def revoke_command(config: Config, *, jti: str | None = None,
     try:
         names_token = token is not None and not any(k in body for k in KINDS)
         claims = decode_unverified(token) if names_token else None
-        entry = entry_from_body(body, claims, now=time.time(),
-                                max_token_lifetime=config.revocation.max_token_lifetime_seconds,
+        lifetime = entry_lifetime(config.revocation.max_token_lifetime_seconds,
+                                  config.identity_sources)
+        entry = entry_from_body(body, claims, now=time.time(), max_token_lifetime=lifetime,
                                 skew=skew)
     except (_Invalid, EntryError) as e:
         raise RevokeError(e.description) from e
