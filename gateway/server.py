@@ -26,6 +26,7 @@ from . import tracing
 from .config import Config, load_config
 from .errors import ConfigError
 from .logs import set_level
+from .wsflow import server_options
 
 log = logging.getLogger("poolgate")
 
@@ -108,6 +109,7 @@ def _uvicorn_config(app: Any, config: Config, *, lifespan: Literal["on", "off"],
     kw: dict[str, Any] = {}
     if tls and config.listen.tls.cert_file:
         kw = {"ssl_certfile": config.listen.tls.cert_file, "ssl_keyfile": config.listen.tls.key_file}
+    kw.update(server_options(config.websocket))     # websocket.max_message_bytes: 1009 at the parser
     return uvicorn.Config(
         app, lifespan=lifespan, access_log=False, log_config=None, server_header=False,
         proxy_headers=False,      # X-Forwarded-* from a client must never rewrite the peer

@@ -25,6 +25,7 @@ from .schema import (  # noqa: F401 (re-exported: the typed config is public)
 from .sections import (_admin, _check_id, _credential, _identity_source, _listen, _logging,  # noqa: F401
                        _mapping, _middleware, _revocation, _route, _statements, _upstream,
                        condition_operator_base)
+from .websocket import WebSocketConfig, parse_websocket  # noqa: F401
 
 # --------------------------------------------------------------------------- the whole file
 
@@ -111,7 +112,8 @@ def parse_config(data: Any, *, source: str | None = None,
         revocation=_revocation(root.node("revocation")),
         downstream_credential=_credential(root.node("downstream_credential")),
         middleware=_middleware(root.node("middleware")), logging=_logging(root.node("logging")),
-        source=source, warnings=tuple(warnings))
+        source=source, warnings=tuple(warnings),
+        websocket=parse_websocket(root.node("websocket")))
     root.done()
     _check_references(cfg)
     return cfg

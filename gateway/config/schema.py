@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 
 from ..patterns import PathPattern
+from .websocket import WebSocketConfig
 
 SCHEMA_VERSION = 1
 _ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
@@ -243,6 +244,7 @@ class Config:
     logging: LoggingConfig
     source: str | None = None              # the file it came from, for messages
     warnings: tuple[str, ...] = ()         # soft problems found while loading (unset env in check)
+    websocket: WebSocketConfig = WebSocketConfig()
 
     def source_by_id(self, source_id: str) -> IdentitySource:
         for s in self.identity_sources:
