@@ -41,7 +41,8 @@ def message_size(msg: Message) -> int:
 
 class Inbox:
     """The client's messages on their way to the app, holding at most
-    max(``max_buffered_bytes``, one message) of payload.
+    max(``max_buffered_bytes``, one message) of payload, counting the message the app is
+    still working on (it is released when the app asks for the next one).
 
     ``pump()`` reads from the server only while a message of the largest allowed size would
     still fit; ``get()`` is the app's ``receive``. ``put_final()`` appends a message the
@@ -53,7 +54,8 @@ class Inbox:
         self._limit = limits.max_buffered_bytes
         self._max_message = limits.max_message_bytes
         self._items: deque[tuple[Message, int]] = deque()
-        self._bytes = 0
+        self._bytes = 0                      # queued + held
+        self._held = 0                       # the message the app took last
         self._changed = asyncio.Event()
         self.peak_bytes = 0                  # for tests and metrics: the most ever held
 
@@ -66,7 +68,7 @@ class Inbox:
         await self._changed.wait()
 
     def _full(self) -> bool:
-        return bool(self._items) and self._bytes + self._max_message > self._limit
+        return self._bytes > 0 and self._bytes + self._max_message > self._limit
 
     async def pump(self, too_big: Callable[[], Awaitable[None]]) -> None:
         """Move messages from the server into the inbox until the client disconnects.
@@ -97,9 +99,11 @@ class Inbox:
         self._put(msg, 0)
 
     async def get(self) -> Message:
+        if self._held:                       # the app is done with the previous message
+            self._bytes -= self._held
+            self._held = 0
+            self._changed.set()
         while not self._items:
             await self._wait()
-        msg, size = self._items.popleft()
-        self._bytes -= size
-        self._changed.set()
+        msg, self._held = self._items.popleft()
         return msg

@@ -46,7 +46,10 @@ async def test_pump_stops_reading_when_full(limit: int, message: int, size: int,
     await asyncio.sleep(0.05)
     assert src.taken == held                  # the server is not asked for more
     assert inbox.buffered_bytes <= max(limit, message)
-    await inbox.get()                         # the app takes one: room for exactly one more
+    await inbox.get()                         # the app works on one: still counted
+    await asyncio.sleep(0.05)
+    assert src.taken == held
+    await asyncio.wait_for(inbox.get(), 1)    # done with it: room for exactly one more
     await asyncio.sleep(0.05)
     assert src.taken == held + 1
     for _ in range(30):

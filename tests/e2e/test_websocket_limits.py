@@ -173,7 +173,9 @@ async def still_served(ws_base: str, http_base: str, headers: dict[str, str]) ->
 
 
 async def warm_up(ws_base: str, headers: dict[str, str]) -> None:
-    """Load the relay's modules and touch message-sized buffers before the baseline."""
+    """Load the relay's and the HTTP path's modules and touch message-sized buffers before
+    the baseline."""
+    await still_served(ws_base, ws_base.replace("ws://", "http://"), headers)
     async with connect(ws_base + "/echo", additional_headers=headers, open_timeout=WAIT,
                        max_size=None) as ws:
         for _ in range(4):
