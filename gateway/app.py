@@ -36,7 +36,8 @@ class ProxyEndpoint:
         upstream = engine.config.upstreams[route.upstream]
         headers = gateway_request_headers(scope, ctx)
         await forward(scope, receive, send, transport=self.transport, upstream=upstream,
-                      path=ctx.path, headers=headers, metrics=engine.metrics)
+                      path=ctx.path, headers=headers, metrics=engine.metrics,
+                      buffer_bytes=engine.config.listen.limits.buffer_body_bytes)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -51,8 +52,10 @@ class ProxyEndpoint:
 
 def build_proxy_app(engine: Engine, transport: Transport | None = None) -> GatewayMiddleware:
     """The proxy listener's ASGI app: gateway middleware in front of the forwarding endpoint."""
-    return GatewayMiddleware(ProxyEndpoint(transport or H1Transport(https=AiohttpTransport())),
-                             engine=engine, proxy=True)
+    if transport is None:
+        pools = {u.authority: u.max_connections for u in engine.config.upstreams.values()}
+        transport = H1Transport(https=AiohttpTransport(), limits=pools)
+    return GatewayMiddleware(ProxyEndpoint(transport), engine=engine, proxy=True)
 
 
 def build_apps(config: Config, *, transport: Transport | None = None,

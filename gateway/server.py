@@ -25,6 +25,7 @@ import uvicorn
 from . import tracing
 from .config import Config, load_config
 from .errors import ConfigError
+from .listen import LimitedServer, Limits, limits_from, protocol_class
 from .logs import set_level
 from .wsflow import server_options
 
@@ -104,8 +105,21 @@ def validate(path: str, workers: int) -> Config:
 
 # --------------------------------------------------------------------------- one worker
 
+ADMIN_MAX_BODY_BYTES = 65536      # LIMITS: the admin listener's request bodies, while reading
+
+
+def listener_limits(config: Config, which: Literal["proxy", "admin"]) -> Limits:
+    """The HTTP limits of one listener: the proxy's from ``listen``; the admin listener has
+    the same head limits, its own connection ceiling and a 64 KiB body cap."""
+    limits = limits_from(config.listen.limits, config.listen.max_body_bytes)
+    if which == "admin":
+        limits.max_connections = config.admin.max_connections
+        limits.max_body = ADMIN_MAX_BODY_BYTES
+    return limits
+
+
 def _uvicorn_config(app: Any, config: Config, *, lifespan: Literal["on", "off"],
-                    tls: bool) -> uvicorn.Config:
+                    tls: bool, limits: Limits) -> uvicorn.Config:
     kw: dict[str, Any] = {}
     if tls and config.listen.tls.cert_file:
         kw = {"ssl_certfile": config.listen.tls.cert_file, "ssl_keyfile": config.listen.tls.key_file}
@@ -119,14 +133,36 @@ def _uvicorn_config(app: Any, config: Config, *, lifespan: Literal["on", "off"],
         # the proxy forwards the upstream's Date (and adds its own to its refusals): uvicorn's
         # would make a second one
         date_header=lifespan == "off",
-        loop="auto", http="auto", ws="auto", **kw)
+        # the gateway's own HTTP/1.1 protocol (gateway/listen): head limits, timeouts from
+        # accept, body pacing, trailers kept out of the headers
+        loop="auto", http=protocol_class(limits), ws="auto",
+        timeout_keep_alive=int(limits.keepalive_timeout) or 1, **kw)
 
 
 class _Server(uvicorn.Server):
-    """uvicorn.Server without its own signal handling: ``serve`` owns the signals."""
+    """uvicorn.Server without its own signal handling (``serve`` owns the signals) and with
+    an accept loop that stops accepting at the listener's ``max_connections``."""
 
     async def run_on(self, sockets: list[socket.socket]) -> None:
         await self._serve(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(3)
+        config = self.config
+        limit = config.http_protocol_class.limits.max_connections  # type: ignore[attr-defined]
+
+        def create_protocol() -> Any:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state)
+
+        self.servers = []
+        for sock in sockets or ():
+            server = LimitedServer(sock, create_protocol, limit, ssl=config.ssl)
+            server.start()
+            self.servers.append(server)  # type: ignore[arg-type]
+        self.started = True
 
 
 class _EarlySignals:
@@ -179,8 +215,10 @@ async def _serve_worker(path: str, config: Config, proxy_sock: socket.socket,
     gc.collect()
     gc.freeze()
     admin_front = _Draining(admin_app)
-    proxy = _Server(_uvicorn_config(proxy_app, config, lifespan="on", tls=True))
-    admin = _Server(_uvicorn_config(admin_front, config, lifespan="off", tls=False))
+    proxy = _Server(_uvicorn_config(proxy_app, config, lifespan="on", tls=True,
+                                    limits=listener_limits(config, "proxy")))
+    admin = _Server(_uvicorn_config(admin_front, config, lifespan="off", tls=False,
+                                    limits=listener_limits(config, "admin")))
     loop = asyncio.get_running_loop()
     reload_lock = asyncio.Lock()
     term_at: list[float] = []

@@ -18,7 +18,7 @@ from .reader import (_MISSING, _EnvStr, _interpolate, _Node, _pairs,  # noqa: F4
                      _UniqueKeyLoader, is_loopback)
 from .schema import (  # noqa: F401 (re-exported: the typed config is public)
     ALLOWED_ALGS, AUTH_MODES, AdminConfig, COGNITO_POOL, Config, CredentialConfig, Guardrail,
-    IdentitySource, JwksSettings, ListenConfig, LoggingConfig, MappingConfig, MiddlewareConfig,
+    IdentitySource, JwksSettings, ListenConfig, ListenLimits, LoggingConfig, MappingConfig, MiddlewareConfig,
     OPS, RedisConfig, RevocationConfig, Role, Route, Rule, SCHEMA_VERSION, SigningKey, Statement,
     TlsConfig, TokenMapping, Upstream,
 )

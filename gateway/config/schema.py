@@ -34,6 +34,21 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class ListenLimits:
+    """``listen.limits`` (shared/LIMITS.md): chosen so that a legitimate client never meets them."""
+
+    max_request_line_bytes: int = 8192
+    max_header_bytes: int = 32768
+    max_headers: int = 100
+    header_timeout_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 15.0
+    body_timeout_seconds: float = 30.0
+    buffer_body_bytes: int = 65536
+    min_body_rate_bytes_per_second: int = 1024
+    max_connections: int = 10000
+
+
+@dataclass(frozen=True)
 class ListenConfig:
     host: str = "0.0.0.0"
     port: int = 8080
@@ -42,6 +57,7 @@ class ListenConfig:
     grace_seconds: float = 30.0          # SIGTERM: in-flight requests may finish this long
     drain_delay_seconds: float = 0.0     # SIGTERM: keep accepting this long first (opt-in)
     max_body_bytes: int | None = None    # None: unlimited (bodies stream)
+    limits: ListenLimits = ListenLimits()
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,7 @@ class AdminConfig:
     host: str = "127.0.0.1"
     port: int = 9901
     token: str | None = field(default=None, repr=False)
+    max_connections: int = 256
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,7 @@ class Upstream:
     url: str
     timeout_seconds: float = 30
     idle_timeout_seconds: float = 60
+    max_connections: int = 1024          # the upstream connection pool's size
 
     @property
     def scheme(self) -> str:

@@ -12,7 +12,7 @@ from ..patterns import PathPattern, PatternError
 from .reader import (_MISSING, _Node, _check_id, _check_url)
 from .schema import (
     ALLOWED_ALGS, AUTH_MODES, AdminConfig, COGNITO_POOL, CredentialConfig, IdentitySource,
-    JwksSettings, ListenConfig, LoggingConfig, MiddlewareConfig, RedisConfig, RevocationConfig,
+    JwksSettings, ListenConfig, ListenLimits, LoggingConfig, MiddlewareConfig, RedisConfig, RevocationConfig,
     Route, SigningKey, TlsConfig, Upstream, _HEADER, _METHOD,
 )
 from .access import _mapping, _statements, condition_operator_base  # noqa: F401
@@ -37,7 +37,23 @@ def _listen(n: _Node) -> ListenConfig:
         trusted_proxies=tuple(proxies), tls=tls,
         grace_seconds=n.num("grace_seconds", 30.0, lo=0, hi=3600),
         drain_delay_seconds=n.num("drain_delay_seconds", 0.0, lo=0, hi=600),
-        max_body_bytes=n.int("max_body_bytes", None, lo=0))
+        max_body_bytes=n.int("max_body_bytes", None, lo=0),
+        limits=_limits(n.node("limits")))
+    n.done()
+    return cfg
+
+
+def _limits(n: _Node) -> ListenLimits:
+    cfg = ListenLimits(
+        max_request_line_bytes=n.int("max_request_line_bytes", 8192, lo=256, hi=1 << 20),
+        max_header_bytes=n.int("max_header_bytes", 32768, lo=1024, hi=1 << 22),
+        max_headers=n.int("max_headers", 100, lo=8, hi=10000),
+        header_timeout_seconds=n.num("header_timeout_seconds", 10.0, lo=0.1, hi=3600),
+        keepalive_timeout_seconds=n.num("keepalive_timeout_seconds", 15.0, lo=0.1, hi=3600),
+        body_timeout_seconds=n.num("body_timeout_seconds", 30.0, lo=0.1, hi=3600),
+        buffer_body_bytes=n.int("buffer_body_bytes", 65536, lo=0, hi=1 << 26),
+        min_body_rate_bytes_per_second=n.int("min_body_rate_bytes_per_second", 1024, lo=0),
+        max_connections=n.int("max_connections", 10000, lo=1, hi=1 << 20))
     n.done()
     return cfg
 
@@ -48,7 +64,8 @@ def _admin(n: _Node) -> AdminConfig:
         raise ConfigError(n.sub("token"), "must be at least 16 characters "
                                           "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     cfg = AdminConfig(host=n.str("host", "127.0.0.1"), port=n.int("port", 9901, lo=0, hi=65535),
-                      token=token)
+                      token=token, max_connections=n.int("max_connections", 256, lo=1,
+                                                         hi=1 << 20))
     n.done()
     return cfg
 
@@ -158,7 +175,8 @@ def _upstream(uid: str, value: Any, path: str) -> Upstream:
                                         "normalised request path is forwarded unchanged")
     up = Upstream(id=uid, url=f"{parts.scheme}://{parts.netloc}",
                   timeout_seconds=n.num("timeout_seconds", 30, lo=0.01, hi=3600),
-                  idle_timeout_seconds=n.num("idle_timeout_seconds", 60, lo=0.01, hi=86400))
+                  idle_timeout_seconds=n.num("idle_timeout_seconds", 60, lo=0.01, hi=86400),
+                  max_connections=n.int("max_connections", 1024, lo=1, hi=1 << 20))
     n.done()
     return up
 

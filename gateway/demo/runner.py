@@ -156,7 +156,7 @@ def _setup_logging(config: Config) -> None:
 async def _serve(config: Config, issuer: DemoIssuer, socks: dict[str, socket.socket],
                  guide: dict[str, Any]) -> int:
     from ..app import build_apps  # noqa: PLC0415 (heavy; not needed for `demo token`)
-    from ..server import _Server, _uvicorn_config  # noqa: PLC0415
+    from ..server import _Server, _uvicorn_config, listener_limits  # noqa: PLC0415
 
     proxy_app, admin_app = build_apps(config, allow_generated_key=False)
     upstream_id = next(iter(config.upstreams))
@@ -165,13 +165,14 @@ async def _serve(config: Config, issuer: DemoIssuer, socks: dict[str, socket.soc
                                   issuer=cred.issuer, audience=upstream_id)
     echo = EchoApp(verifier, upstream_id=upstream_id, credential_header=cred.header)
 
-    def server(app: Any, lifespan: str = "off") -> _Server:
-        return _Server(_uvicorn_config(app, config, lifespan=lifespan, tls=False))
+    def server(app: Any, lifespan: str = "off", which: str = "proxy") -> _Server:
+        return _Server(_uvicorn_config(app, config, lifespan=lifespan, tls=False,
+                                       limits=listener_limits(config, which)))
 
     servers = {"issuer_port": server(build_issuer_app(issuer)),
                "upstream_port": server(echo),
                "port": server(proxy_app, "on"),
-               "admin_port": server(admin_app)}
+               "admin_port": server(admin_app, which="admin")}
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

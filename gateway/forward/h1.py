@@ -197,13 +197,15 @@ class H1Transport:
     """The project's own HTTP/1.1 client behind the ``Transport`` protocol (plain http)."""
 
     def __init__(self, *, limit: int = 1024, keepalive_expiry: float = 15.0,
-                 https: Transport | None = None) -> None:
+                 https: Transport | None = None, limits: dict[str, int] | None = None) -> None:
         self._limit, self._expiry, self._https = limit, keepalive_expiry, https
+        self._limits = limits or {}           # per authority (upstreams.*.max_connections)
         self._pools: dict[str, _Pool] = {}
 
     def _pool(self, authority: str) -> _Pool:
         host, port = _host_port(authority)
-        pool = self._pools[authority] = _Pool(host, port, self._limit, self._expiry)
+        limit = self._limits.get(authority, self._limit)
+        pool = self._pools[authority] = _Pool(host, port, limit, self._expiry)
         return pool
 
     async def send(self, method: str, url: str, headers: Headers,

@@ -67,7 +67,31 @@ class _Downstream:
         self.gone = False
         self.closing = False             # set before the final send: no more cancelling
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def read_first(self, limit: int) -> tuple[list[bytes], bool]:
+        """Read the body until it ends or passes ``limit`` bytes: (chunks, complete).
+
+        Called before an upstream connection is taken, so a client that trickles its body
+        holds no pool slot; the server's body pacing (408) ends such a client meanwhile.
+        """
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+                size += len(chunk)
+            if not message.get("more_body", False):
+                self.body_done.set()
+                return chunks, True
+        return chunks, False
+
+    async def body(self, first: list[bytes] | None = None) -> AsyncIterator[bytes]:
+        for chunk in first or ():
+            yield chunk
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
@@ -80,6 +104,7 @@ class _Downstream:
                 break
         self.body_done.set()
 
+
     async def watch(self, task: asyncio.Task[Any]) -> None:
         """After the body, wait for ``http.disconnect`` and stop the exchange early."""
         await self.body_done.wait()
@@ -90,6 +115,10 @@ class _Downstream:
                     self.gone = True
                     task.cancel()
                 return
+
+
+async def _one(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _has_body(raw: Headers) -> bool:
@@ -108,12 +137,14 @@ def _url(upstream: Upstream, path: str, query: bytes) -> str:
 async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                   send: Callable[[dict[str, Any]], Awaitable[None]], *, transport: Transport,
                   upstream: Upstream, path: str, headers: Headers,
-                  metrics: Metrics | None = None) -> int:
+                  metrics: Metrics | None = None, buffer_bytes: int = 65536) -> int:
     """Forward one HTTP exchange; returns the status sent (499 if the client went away).
 
     Before the response starts, upstream failures raise ``BadGateway``/``GatewayTimeout`` for
     the caller to render. After it started, a failure aborts: the body is left incomplete so
-    the server closes the connection and the client sees a truncated response.
+    the server closes the connection and the client sees a truncated response. A request body
+    is read up to ``buffer_bytes`` before the upstream is contacted (sent with its length when
+    that is all of it); a longer one then streams.
     ``X-Request-Id`` on the response is the one sent upstream (the upstream's copy is dropped).
     """
     task = asyncio.current_task()
@@ -134,10 +165,22 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
     response: UpstreamResponse | None = None
     status = CLIENT_CLOSED
     try:
+        body: AsyncIterator[bytes] | None = None
+        if not down.body_done.is_set():
+            try:
+                first, complete = await down.read_first(buffer_bytes)
+            except ClientDisconnected:
+                return CLIENT_CLOSED
+            if not complete:
+                body = down.body(first)
+            elif first:
+                body = _one(first)
+                if not any(canonical(n) == b"content-length" for n, _ in headers):
+                    headers = [*headers, (b"content-length", b"%d" % sum(map(len, first)))]
         started = loop.time()
         try:
             response = await transport.send(
-                scope["method"], url, headers, down.body() if not down.body_done.is_set() else None,
+                scope["method"], url, headers, body,
                 timeout=upstream.timeout_seconds, idle_timeout=upstream.idle_timeout_seconds)
         except (GatewayError, ClientDisconnected) as exc:
             if down.gone:
