@@ -34,6 +34,8 @@ class _Sink:
             if item is None:
                 return
             created, fields = item
+            if isinstance(fields, tuple):
+                fields = _request_fields(*fields)
             line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
                     + f".{int(created * 1000) % 1000:03d}Z",
                     "level": "info", "logger": "poolgate.access", "msg": "request",
@@ -74,6 +76,28 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+_REQUEST_KEYS = ("request_id", "route", "method", "path", "status", "decision", "code", "role")
+
+
+def _request_fields(*values: Any) -> dict[str, Any]:
+    fields = dict(zip(_REQUEST_KEYS, values))
+    fields["latency_ms"] = round(values[-1] * 1000, 3)
+    return fields
+
+
+def emit_request(rid: str, route: str, method: str, path: str, status: int,
+                 decision: str | None, code: str | None, role: str | None,
+                 seconds: float) -> None:
+    """One request's line: the fields travel as a tuple and become a dict on the writer
+    thread, so the request pays for a tuple and a queue put."""
+    sink = _sink
+    if sink is not None:
+        sink.q.put_nowait((time.time(), (rid, route, method, path, status, decision, code,
+                                         role, seconds)))
+        return
+    emit(_request_fields(rid, route, method, path, status, decision, code, role, seconds))
 
 
 def emit(fields: dict[str, Any]) -> None:

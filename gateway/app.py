@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 
 from .admin import build_admin_app
 from .config import Config
+from .edge import ProxyApp
 from .engine import Engine
 from .errors import NotFound
 from .forward.outbound import gateway_request_headers
@@ -50,16 +51,18 @@ class ProxyEndpoint:
                 return
 
 
-def build_proxy_app(engine: Engine, transport: Transport | None = None) -> GatewayMiddleware:
-    """The proxy listener's ASGI app: gateway middleware in front of the forwarding endpoint."""
+def build_proxy_app(engine: Engine, transport: Transport | None = None) -> ProxyApp:
+    """The proxy listener's ASGI app: the flat HTTP path (gateway/edge.py), with the gateway
+    middleware in front of the forwarding endpoint for lifespan and WebSockets."""
     if transport is None:
         pools = {u.authority: u.max_connections for u in engine.config.upstreams.values()}
         transport = H1Transport(https=AiohttpTransport(), limits=pools)
-    return GatewayMiddleware(ProxyEndpoint(transport), engine=engine, proxy=True)
+    return ProxyApp(GatewayMiddleware(ProxyEndpoint(transport), engine=engine, proxy=True),
+                    transport)
 
 
 def build_apps(config: Config, *, transport: Transport | None = None,
-               allow_generated_key: bool = True, **engine_kw: Any) -> tuple[GatewayMiddleware, Starlette]:
+               allow_generated_key: bool = True, **engine_kw: Any) -> tuple[ProxyApp, Starlette]:
     """(proxy app, admin app) sharing one engine; the admin app follows hot reloads."""
     engine = Engine(config, allow_generated_key=allow_generated_key, **engine_kw)
     proxy = build_proxy_app(engine, transport)

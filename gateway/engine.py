@@ -11,10 +11,12 @@ from typing import Any, Callable
 
 import httpx
 
+from .admissions import AdmissionCache
 from .config import Config
 from .forward.credential import CredentialSigner
 from .forward.identity import IdentityHeaders
 from .mapping import RoleMapper
+from .logs import ensure_logging
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .policy import PolicyEngine
@@ -35,6 +37,7 @@ class Engine:
                  store: RevocationStore | None | str = "build",
                  signer: CredentialSigner | None = None) -> None:
         self.config = config
+        self._middleware_mode = middleware_mode
         self.metrics = metrics if metrics is not None else Metrics()
         self.clock = clock
         self.router = Router(config.routes)
@@ -52,12 +55,22 @@ class Engine:
                              allow_generated=allow_generated_key)
             if config.downstream_credential.enabled and not middleware_mode else None)
         self.identity = IdentityHeaders(config.downstream_credential.identity_headers)
+        # a credential served from an admission keeps at least half its refresh margin
+        hold = self.signer.margin / 2 if self.signer is not None else 30.0
+        self.admissions = AdmissionCache(config, hold_seconds=hold, clock=clock)
         mw = config.middleware
         self.pipeline = Pipeline(config, router=self.router, verifier=self.verifier,
                                  revocation=self.store, mapper=self.mapper, policy=self.policy,
                                  fallback_auth=mw.default if middleware_mode else None,
                                  fallback_service=mw.service if middleware_mode else None)
         self.started = False
+        self.metrics.collect_hooks["revocation"] = self._store_gauge
+
+    def _store_gauge(self) -> None:
+        """``poolgate_revocation_store_up``, computed when /metrics is scraped."""
+        if self.store is not None:
+            self.metrics.revocation_up.labels(store=self.store.name).set(
+                1 if self.store.healthy() else 0)
 
     async def start(self) -> None:
         """Start background work (JWKS prefetch/refresh, store connections). Never blocks on
@@ -65,6 +78,8 @@ class Engine:
         if self.started:
             return
         self.started = True
+        if self._middleware_mode:
+            ensure_logging(self.config.logging.level)     # JSON under a plain `uvicorn app:app`
         await self.jwks.start()
         if self.store is not None:
             await self.store.start()

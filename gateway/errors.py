@@ -14,6 +14,10 @@ class ConfigError(Exception):
         super().__init__(f"{path}: {message}" if path else message)
 
 
+class ListenError(Exception):
+    """A listener could not be bound (port in use, no permission): not a config error."""
+
+
 class GatewayError(Exception):
     """A request refused by the gateway.
 

@@ -62,6 +62,32 @@ class _QueueHandler(logging.handlers.QueueHandler):
 
 _listener: logging.handlers.QueueListener | None = None
 _handler: logging.Handler | None = None
+_names: tuple[str, ...] = _LOGGERS
+
+
+class _LifecycleOnce(logging.Filter):
+    """uvicorn logs its start/stop lines once per server; poolgate runs two (serve) or four
+    (demo) servers in one process: let each of those lines through once per process."""
+
+    LINES = ("Started server process", "Waiting for application startup",
+             "Application startup complete", "Shutting down", "Waiting for application shutdown",
+             "Application shutdown complete", "Finished server process")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        if not msg.startswith(self.LINES):
+            return True
+        if msg in self.seen:
+            return False
+        self.seen.add(msg)
+        return True
+
+
+_lifecycle = _LifecycleOnce()
 
 
 def setup_logging(level: str = "info", stream: Any = None) -> None:
@@ -74,6 +100,27 @@ def setup_logging(level: str = "info", stream: Any = None) -> None:
     _start(handler)
     set_level(level)
     logging.getLogger("uvicorn.access").disabled = True
+    uv = logging.getLogger("uvicorn.error")
+    if _lifecycle not in uv.filters:
+        uv.addFilter(_lifecycle)
+
+
+def ensure_logging(level: str = "info", stream: Any = None) -> bool:
+    """Middleware mode (``uvicorn app:app``): when the host app configured no logging (no
+    handler on ``poolgate`` or on the root logger), write poolgate's own loggers (the access log
+    included) as JSON lines on stderr, as ``serve`` does; the host's loggers are left alone.
+    When the host did configure logging, poolgate's records propagate to its handlers.
+    Returns True if it installed the JSON writer."""
+    global _handler
+    if _listener is not None or logging.getLogger("poolgate").handlers \
+            or logging.getLogger().handlers:
+        return False
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    _handler = handler
+    _start(handler, ("poolgate",))
+    logging.getLogger("poolgate").setLevel(level.upper())
+    return True
 
 
 def set_level(level: str) -> None:
@@ -82,13 +129,14 @@ def set_level(level: str) -> None:
         logging.getLogger(name).setLevel(level.upper())
 
 
-def _start(handler: logging.Handler) -> None:
-    global _listener
+def _start(handler: logging.Handler, names: tuple[str, ...] = _LOGGERS) -> None:
+    global _listener, _names
+    _names = names
     q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(q, handler, respect_handler_level=False)
     _listener.start()
     qh = _QueueHandler(q)
-    for name in _LOGGERS:
+    for name in names:
         lg = logging.getLogger(name)
         lg.handlers = [qh]
         lg.propagate = False
@@ -98,9 +146,10 @@ def _restart_in_child() -> None:
     # The parent's writer thread did not come along; records queued before the fork belong
     # to the parent (which still writes them), so the child starts on a new, empty queue.
     global _listener
+    _lifecycle.seen.clear()             # a worker logs its own start and stop
     if _listener is not None and _handler is not None:
         _listener = None
-        _start(_handler)
+        _start(_handler, _names)
 
 
 def stop_logging() -> None:

@@ -7,8 +7,10 @@ prometheus-client's multiprocess mode instead (PROMETHEUS_MULTIPROC_DIR).
 
 from __future__ import annotations
 
+import asyncio
 import os
-from typing import Any
+from bisect import bisect_left
+from typing import Any, Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,6 +22,7 @@ from prometheus_client import (
 )
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+FLUSH_SECONDS = 0.25              # batched request observations reach the metrics this late at most
 
 
 class Metrics:
@@ -29,6 +32,9 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # name -> callable that sets gauges to their current value: run on every scrape, so a
+        # gauge is true when collected (not when some other code path last touched it)
+        self.collect_hooks: dict[str, Callable[[], None]] = {}
         self.requests = Counter("poolgate_requests_total", "Requests answered, by route and status",
                                 ["route", "method", "status"], registry=r)
         self.decisions = Counter("poolgate_decisions_total",
@@ -65,6 +71,55 @@ class Metrics:
                                           ["upstream"], registry=r)
         self.reloads = Counter("poolgate_config_reloads_total", "Config reloads by result",
                                ["result"], registry=r)
+        self.jwks_max_stale = Gauge("poolgate_jwks_max_stale_seconds",
+                                    "Configured jwks.max_stale_seconds per identity source "
+                                    "(keys older than this are not used)", ["source"],
+                                    registry=r, multiprocess_mode="max")
+        self.revocation_up = Gauge("poolgate_revocation_store_up",
+                                   "1 while the revocation store answers, else 0 "
+                                   "(absent with store: none)", ["store"], registry=r,
+                                   multiprocess_mode="min")
+
+        # per-request observations, summed here and applied to the metrics in batches
+        self._pending: dict[tuple[str, str, str, str, str], list[Any]] = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
+
+    def request_done(self, route: str, method: str, status: str, decision: str, code: str,
+                     seconds: float) -> None:
+        """One answered request: ``requests``, ``decisions`` and ``request_seconds``, batched.
+
+        A dict update per request instead of three metric updates (each takes a lock and
+        several calls in prometheus-client); applied at most FLUSH_SECONDS later, and before
+        every scrape."""
+        key = (route, method, status, decision, code)
+        tally = self._pending.get(key)
+        if tally is None:
+            tally = self._pending[key] = [0, 0.0, [0] * (len(_LATENCY) + 1)]
+        tally[0] += 1
+        tally[1] += seconds
+        tally[2][bisect_left(_LATENCY, seconds)] += 1
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._flush_handle = loop.call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Apply the pending request observations (the scrape calls this first)."""
+        self._flush_handle = None
+        pending, self._pending = self._pending, {}
+        for (route, method, status, decision, code), (n, total, buckets) in pending.items():
+            self.child(self.requests, route, method, status).inc(n)
+            self.child(self.decisions, decision, code).inc(n)
+            hist = self.child(self.request_seconds, route)
+            hist._sum.inc(total)
+            for i, count in enumerate(buckets[:-1]):
+                if count:
+                    hist._buckets[i].inc(count)
+            if buckets[-1]:
+                hist._buckets[-1].inc(buckets[-1])       # +Inf
 
     def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, cached: labels() costs microseconds on every request.
@@ -75,8 +130,16 @@ class Metrics:
             c = self._children[key] = metric.labels(*values)
         return c
 
+    def refresh(self) -> None:
+        """Bring every computed gauge up to date (the collect hooks)."""
+        for hook in list(self.collect_hooks.values()):
+            hook()
+
     def exposition(self) -> bytes:
-        """The text exposition; all workers' values when running multiprocess."""
+        """The text exposition, gauges computed now; all workers' values when running
+        multiprocess (each worker's gauges as of its last scrape or change, ``max`` wins)."""
+        self.flush()
+        self.refresh()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             reg = CollectorRegistry()
             multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]

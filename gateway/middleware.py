@@ -219,17 +219,7 @@ class GatewayMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, e: GatewayError,
                       rid: str) -> None:
-        body = json.dumps(e.body(rid)).encode()
-        hdrs = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
-                (b"x-request-id", rid.encode("ascii")),
-                (b"content-length", str(len(body)).encode())]
-        challenge = e.www_authenticate()
-        if challenge:
-            hdrs.append((b"www-authenticate", challenge.encode("latin-1")))
-        if self.proxy:                   # the proxy listener's server adds no Date of its own
-            hdrs.append((b"date", _http_date()))
-        if e.retry_after is not None:
-            hdrs.append((b"retry-after", str(e.retry_after).encode()))
+        hdrs, body = refusal(e, rid, dated=self.proxy)
         if scope["type"] == "websocket":
             await _refuse_websocket(scope, receive, send, e.status, hdrs, body)
             return
@@ -239,18 +229,38 @@ class GatewayMiddleware:
     def _record(self, engine: Engine, scope: Scope, status: int, route: str,
                 decision: str | None, code: str | None, role: str | None, t0: float,
                 rid: str) -> None:
-        elapsed = time.perf_counter() - t0
-        m = engine.metrics
-        method = scope.get("method", "WS")
-        label_method = method if method in _METHODS else "OTHER"   # bounded label values
-        m.child(m.requests, route, label_method, str(status)).inc()
-        m.child(m.decisions, decision or "none", code or "none").inc()
-        m.child(m.request_seconds, route).observe(elapsed)
-        if engine.config.logging.access_log:
-            accesslog.emit({"request_id": rid, "route": route, "method": label_method,
-                            "path": scope.get("path", ""), "status": status,
-                            "decision": decision, "code": code, "role": role,
-                            "latency_ms": round(elapsed * 1000, 3)})
+        record(engine, scope.get("method", "WS"), scope.get("path", ""), status, route,
+               decision, code, role, t0, rid)
+
+
+def refusal(e: GatewayError, rid: str, *, dated: bool) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and JSON body of a refusal (RFC 6750 challenge, Retry-After, request id);
+    ``dated``: the proxy listener's server adds no Date of its own."""
+    body = json.dumps(e.body(rid)).encode()
+    hdrs = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+            (b"x-request-id", rid.encode("ascii")),
+            (b"content-length", str(len(body)).encode())]
+    challenge = e.www_authenticate()
+    if challenge:
+        hdrs.append((b"www-authenticate", challenge.encode("latin-1")))
+    if dated:
+        hdrs.append((b"date", _http_date()))
+    if e.retry_after is not None:
+        hdrs.append((b"retry-after", str(e.retry_after).encode()))
+    return hdrs, body
+
+
+def record(engine: Engine, method: str, path: str, status: int, route: str,
+           decision: str | None, code: str | None, role: str | None, t0: float,
+           rid: str) -> None:
+    """Metrics and the access log line of one request (the line is written off this path)."""
+    elapsed = time.perf_counter() - t0
+    label_method = method if method in _METHODS else "OTHER"   # bounded label values
+    engine.metrics.request_done(route, label_method, str(status), decision or "none",
+                                code or "none", elapsed)
+    if engine.config.logging.access_log:
+        accesslog.emit_request(rid, route, label_method, path, status, decision, code, role,
+                               elapsed)
 
 
 _DATE: list[Any] = [0, b""]
@@ -320,4 +330,4 @@ def _without(headers: list[tuple[bytes, bytes]], engine: Engine) -> list[tuple[b
     return [(k, v) for k, v in headers if canonical(k) not in names]
 
 
-__all__ = ["GatewayMiddleware", "InvalidRequest", "RequestContext"]
+__all__ = ["GatewayMiddleware", "InvalidRequest", "RequestContext", "record", "refusal"]

@@ -19,6 +19,9 @@ from .routes import Router
 from .verify import Verifier
 
 log = logging.getLogger("poolgate.pipeline")
+# middleware mode, no route matched: the requirement of `middleware.default` applies, and logs,
+# traces and the metrics `route` label name it after that config key (a fixed, bounded value)
+FALLBACK_ROUTE_ID = "middleware.default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ class Pipeline:
         self.policy = policy
         # middleware mode: the requirement when no route matches (None: no route = 404)
         self.fallback = (None if fallback_auth is None else
-                         Route(id="default", path=None, methods=None,  # type: ignore[arg-type]
+                         Route(id=FALLBACK_ROUTE_ID, path=None, methods=None,  # type: ignore[arg-type]
                                upstream=fallback_service, auth=fallback_auth))
 
     async def authorize(self, headers: list[tuple[bytes, bytes]], query: bytes,
@@ -78,7 +81,7 @@ class Pipeline:
         # 3. revoked?
         if self.revocation is not None:
             with tracing.span(tracing.REVOCATION):
-                await self._check_revoked(verified)
+                await self.check_revoked(verified)
         # 4. role, then policy
         return self.admit(route, params, verified, facts, decision_id)
 
@@ -130,7 +133,7 @@ class Pipeline:
         principal.decision = decision
         return Outcome(route, params, principal, decision)
 
-    async def _check_revoked(self, token: VerifiedToken) -> None:
+    async def check_revoked(self, token: VerifiedToken) -> None:
         assert self.revocation is not None
         try:
             kind = await self.revocation.revoked(token)

@@ -24,10 +24,11 @@ import uvicorn
 
 from . import tracing
 from .config import Config, load_config
-from .errors import ConfigError
+from .errors import ConfigError, ListenError
 from .listen import LimitedServer, Limits, limits_from, protocol_class
 from .logs import set_level
 from .wsflow import server_options
+from .readiness import announce_ready
 
 log = logging.getLogger("poolgate")
 
@@ -57,7 +58,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise ConfigError("", f"cannot listen on {host}:{port}: {e.strerror or e}")
+        raise ListenError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -259,6 +260,8 @@ async def _serve_worker(path: str, config: Config, proxy_sock: socket.socket,
         on_term()
     elif early.hup:
         loop.create_task(reload())
+    ready_task = loop.create_task(announce_ready(lambda: proxy_app.engine,  # noqa: F841
+                                                 to_stdout=workers <= 1))
     try:
         await asyncio.gather(proxy.run_on([proxy_sock]), admin.run_on([admin_sock]))
     finally:

@@ -101,8 +101,8 @@ def test_env_interpolation_and_typed_scalars():
     assert cfg.listen.port == 8123 and cfg.listen.host == "127.0.0.1"
     assert cfg.identity_sources[0].client_ids == ("c1-x",)
     with pytest.raises(ConfigError, match="PORT"):
-        loads_config(text, env={"HOST": "h", "CLIENT": "c"})
-    soft = loads_config(text, env={"HOST": "h", "CLIENT": "c"}, strict_env=False)
+        loads_config(text, env={"HOST": "h", "CLIENT": "c"}, strict_env=True)
+    soft = loads_config(text, env={"HOST": "h", "CLIENT": "c"})
     assert soft.warnings and soft.listen.port == 8080
 
 

@@ -7,6 +7,8 @@ per section; this module puts a whole file together and checks cross-references.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping as TMapping
@@ -15,7 +17,7 @@ import yaml
 
 from ..errors import ConfigError
 from .reader import (_MISSING, _EnvStr, _interpolate, _Node, _pairs,  # noqa: F401
-                     _UniqueKeyLoader, is_loopback)
+                     _UniqueKeyLoader, _Unset, env_warnings, is_loopback)
 from .schema import (  # noqa: F401 (re-exported: the typed config is public)
     ALLOWED_ALGS, AUTH_MODES, AdminConfig, COGNITO_POOL, Config, CredentialConfig, Guardrail,
     IdentitySource, JwksSettings, ListenConfig, ListenLimits, LoggingConfig, MappingConfig, MiddlewareConfig,
@@ -30,16 +32,17 @@ from .websocket import WebSocketConfig, parse_websocket  # noqa: F401
 # --------------------------------------------------------------------------- the whole file
 
 def parse_config(data: Any, *, source: str | None = None,
-                 env: TMapping[str, str] | None = None, strict_env: bool = True) -> Config:
-    """Validate a parsed YAML document into a frozen ``Config``."""
-    missing: list[str] = []
+                 env: TMapping[str, str] | None = None, strict_env: bool = False) -> Config:
+    """Validate a parsed YAML document into a frozen ``Config``.
+
+    An unset or empty ``${NAME}`` leaves an optional key out (its default applies; the
+    ``warnings`` name NAME) and is a ``ConfigError`` naming the key and NAME in a required one.
+    ``strict_env=True`` (for tests of deployment manifests) makes every unset NAME an error.
+    """
+    missing: list[_Unset] = []
     data = _interpolate(data, os.environ if env is None else env, missing)
-    warnings = []
-    if missing:
-        names = ", ".join(sorted(set(missing)))
-        if strict_env:
-            raise ConfigError("", f"environment variable(s) not set: {names}")
-        warnings.append(f"environment variable(s) not set: {names}")
+    if strict_env and missing:
+        raise ConfigError(missing[0].path, missing[0].message())
     root = _Node(data if data is not None else {}, "")
     version = root.int("version")
     if version != SCHEMA_VERSION:
@@ -112,9 +115,10 @@ def parse_config(data: Any, *, source: str | None = None,
         revocation=_revocation(root.node("revocation")),
         downstream_credential=_credential(root.node("downstream_credential")),
         middleware=_middleware(root.node("middleware")), logging=_logging(root.node("logging")),
-        source=source, warnings=tuple(warnings),
+        source=source, warnings=(),
         websocket=parse_websocket(root.node("websocket")))
     root.done()
+    cfg = dataclasses.replace(cfg, warnings=tuple(env_warnings(missing)))
     _check_references(cfg)
     return cfg
 
@@ -164,21 +168,39 @@ def _check_references(cfg: Config) -> None:
         pass
 
 
-def load_config(path: str | os.PathLike[str], *, strict_env: bool = True,
+log = logging.getLogger("poolgate.config")
+
+
+def load_config(path: str | os.PathLike[str], *, strict_env: bool = False,
                 env: TMapping[str, str] | None = None) -> Config:
-    """Read and validate a poolgate YAML config file (the public loader)."""
+    """Read and validate a poolgate YAML config file (the public loader). Each warning (an
+    unset ``${NAME}`` in an optional key) is logged once on ``poolgate.config``."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError("", f"cannot read config file {str(p)!r}: {e.strerror or e}")
-    return loads_config(text, source=str(p), strict_env=strict_env, env=env)
+    cfg = loads_config(text, source=str(p), strict_env=strict_env, env=env)
+    for w in cfg.warnings:
+        log.warning("%s", w, extra={"fields": {"event": "config_warning", "config": str(p)}})
+    return cfg
 
 
-def loads_config(text: str, *, source: str | None = None, strict_env: bool = True,
+def loads_config(text: str, *, source: str | None = None, strict_env: bool = False,
                  env: TMapping[str, str] | None = None) -> Config:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
-        raise ConfigError("", f"not valid YAML: {e}")
+        raise ConfigError("", f"not valid YAML: {_yaml_problem(e)}") from None
     return parse_config(data, source=source, env=env, strict_env=strict_env)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column), without the source snippet PyYAML adds: the
+    offending line may hold a secret."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        return f"{where}{what or 'syntax error'}"
+    return type(e).__name__

@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Any, Mapping as TMapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 
 from ..errors import ConfigError
+from ..redact import mask_url
 from .schema import _ENV, _ID
 
 # --------------------------------------------------------------------------- reading
@@ -21,10 +22,33 @@ class _EnvStr(str):
     """A string that came from a whole-scalar ``${NAME}``: may become a number or bool."""
 
 
+class _Unset:
+    """A scalar whose ``${NAME}`` is unset or empty: an optional key reads it as absent (its
+    default applies, with one warning naming NAME); a required key is a config error naming
+    the key and the variable. ``defaulted`` collects the key paths that fell back."""
+
+    __slots__ = ("names", "empty", "path", "defaulted")
+
+    def __init__(self, names: list[str], empty: bool, path: str) -> None:
+        self.names, self.empty, self.path = names, empty, path
+        self.defaulted: list[str] = []
+
+    def message(self) -> str:
+        return " and ".join(f"${{{n}}}" for n in self.names) + \
+            (" is empty" if self.empty else " is not set")
+
+
+def _unset_error(v: _Unset, path: str) -> ConfigError:
+    return ConfigError(path, f"{v.message()} (set it in the environment, or write "
+                             f"${{{v.names[0]}:-default}})")
+
+
 class _Node:
     """A mapping being read; tracks the key path and refuses unknown keys."""
 
     def __init__(self, data: Any, path: str) -> None:
+        if isinstance(data, _Unset):
+            raise _unset_error(data, path)
         if not isinstance(data, dict):
             raise ConfigError(path, f"expected a mapping, got {_kind(data)}")
         for k in data:
@@ -39,6 +63,13 @@ class _Node:
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
         self.seen.add(key)
+        value = self.data.get(key)
+        if isinstance(value, _Unset):
+            if default is _MISSING:
+                raise _unset_error(value, self.sub(key))
+            if self.sub(key) not in value.defaulted:
+                value.defaulted.append(self.sub(key))
+            return default
         if key not in self.data or self.data[key] is None and default is not _MISSING:
             if default is _MISSING:
                 raise ConfigError(self.sub(key), "is required")
@@ -98,12 +129,16 @@ class _Node:
 def _kind(v: Any) -> str:
     if v is None:
         return "null"
+    if isinstance(v, _Unset):
+        return v.message()
     return {bool: "a bool", int: "a number", float: "a number", str: "a string",
             list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
 
 
 def _as_str(v: Any, path: str, *, choices: tuple[str, ...] | None = None,
             nonempty: bool = True) -> str:
+    if isinstance(v, _Unset):
+        raise _unset_error(v, path)
     if not isinstance(v, str):
         raise ConfigError(path, f"expected a string, got {_kind(v)}")
     if nonempty and not v:
@@ -114,6 +149,8 @@ def _as_str(v: Any, path: str, *, choices: tuple[str, ...] | None = None,
 
 
 def _as_int(v: Any, path: str, lo: int | None, hi: int | None) -> int:
+    if isinstance(v, _Unset):
+        raise _unset_error(v, path)
     if isinstance(v, _EnvStr):
         try:
             v = int(v)
@@ -127,6 +164,8 @@ def _as_int(v: Any, path: str, lo: int | None, hi: int | None) -> int:
 
 
 def _as_num(v: Any, path: str, lo: float | None, hi: float | None) -> float:
+    if isinstance(v, _Unset):
+        raise _unset_error(v, path)
     if isinstance(v, _EnvStr):
         try:
             v = float(v)
@@ -140,6 +179,8 @@ def _as_num(v: Any, path: str, lo: float | None, hi: float | None) -> float:
 
 
 def _as_bool(v: Any, path: str) -> bool:
+    if isinstance(v, _Unset):
+        raise _unset_error(v, path)
     if isinstance(v, _EnvStr) and v.lower() in ("true", "false"):
         return v.lower() == "true"
     if not isinstance(v, bool):
@@ -165,10 +206,26 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def quote_userinfo(url: str) -> str:
+    """Percent-encode what would break URL parsing in the credentials of ``url`` (``/``,
+    ``@``, ``?``, ``#``...), taking everything up to the LAST ``@`` as credentials: a Redis
+    password holding ``@`` or ``/`` then reaches the server intact instead of being read as a
+    host (which put part of it in connection errors). ``%xx`` already written is kept."""
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return url
+    user, colon, password = rest[:at].partition(":")
+    safe = "%!$&'()*+,;=-._~"
+    enc = quote(user, safe=safe) + colon + quote(password, safe=safe)
+    return f"{scheme}{sep}{enc}@{rest[at + 1:]}"
+
+
 def _check_url(url: str, path: str, *, allow_http: bool, what: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(path, f"{what} must be an absolute http(s) URL (got {url!r})")
+        raise ConfigError(path, f"{what} must be an absolute http(s) URL (got "
+                                f"{mask_url(url)!r})")
     if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
         raise ConfigError(path, f"{what} must use https (http is accepted only for loopback "
                                 "hosts, or with allow_insecure_http: true for local stacks)")
@@ -177,28 +234,57 @@ def _check_url(url: str, path: str, *, allow_http: bool, what: str) -> str:
 
 # --------------------------------------------------------------------------- env interpolation
 
-def _interpolate(tree: Any, env: TMapping[str, str], missing: list[str]) -> Any:
+def _interpolate(tree: Any, env: TMapping[str, str], missing: list[_Unset],
+                 path: str = "") -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in string scalars (after YAML parsing).
+
+    A scalar with an unset or empty NAME (and no default) becomes an ``_Unset`` marker,
+    whatever else it holds: half a URL is never a value worth starting with.
+    """
     if isinstance(tree, dict):
-        return {k: _interpolate(v, env, missing) for k, v in tree.items()}
+        return {k: _interpolate(v, env, missing, f"{path}.{k}" if path else str(k))
+                for k, v in tree.items()}
     if isinstance(tree, list):
-        return [_interpolate(v, env, missing) for v in tree]
+        return [_interpolate(v, env, missing, f"{path}[{i}]") for i, v in enumerate(tree)]
     if isinstance(tree, str) and "${" in tree:
-        whole = _ENV.fullmatch(tree)
+        unset: list[str] = []
+        empty = True
 
         def repl(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if name not in env:
-                missing.append(name)
-                return ""
-            return env[name]
+            nonlocal empty
+            name, default = m.group(1), m.group(2)
+            value = env.get(name)
+            if value:
+                return value
+            if default is not None:
+                return default
+            unset.append(name)
+            empty = empty and name in env
+            return ""
 
         out = _ENV.sub(repl, tree)
-        if whole:
-            if whole.group(1) not in env:
-                return None     # unset whole-scalar: as if the key were absent
+        if unset:
+            marker = _Unset(list(dict.fromkeys(unset)), empty, path)
+            missing.append(marker)
+            return marker
+        if _ENV.fullmatch(tree):
             return _EnvStr(out)
         return out
     return tree
+
+
+def env_warnings(markers: list[_Unset]) -> list[str]:
+    """One warning per variable name: which optional keys fell back to their default."""
+    by_name: dict[str, list[str]] = {}
+    for m in markers:
+        for name in m.names:
+            paths = by_name.setdefault(name, [])
+            for p in m.defaulted or [m.path]:
+                if p not in paths:
+                    paths.append(p)
+    return [f"environment variable {name} is not set (or empty): {', '.join(paths)} "
+            f"{'is' if len(paths) == 1 else 'are'} left out and the default applies"
+            for name, paths in by_name.items()]
 
 
 def _pairs(n: _Node, key: str) -> tuple[tuple[str, str], ...]:

@@ -13,7 +13,7 @@ from ..patterns import PathPattern
 from .websocket import WebSocketConfig
 
 SCHEMA_VERSION = 1
-_ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+_ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")   # ${NAME} or ${NAME:-default}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _METHOD = re.compile(r"^[A-Z]+$")
@@ -199,7 +199,8 @@ class RedisConfig:
     invalidation: str = "pubsub"           # pubsub (near-cache) | none (always ask Redis)
 
     def __repr__(self) -> str:  # mask credentials embedded in the URL
-        masked = re.sub(r"//[^@/]*@", "//***@", self.url)
+        from ..redact import mask_url  # noqa: PLC0415
+        masked = mask_url(self.url)
         return f"RedisConfig(mode={self.mode!r}, url={masked!r}, key_prefix={self.key_prefix!r})"
 
 

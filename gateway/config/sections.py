@@ -8,8 +8,9 @@ from urllib.parse import urlsplit
 
 
 from ..errors import ConfigError
+from ..redact import mask_url
 from ..patterns import PathPattern, PatternError
-from .reader import (_MISSING, _Node, _check_id, _check_url)
+from .reader import (_MISSING, _Node, _check_id, _check_url, quote_userinfo)
 from .schema import (
     ALLOWED_ALGS, AUTH_MODES, AdminConfig, COGNITO_POOL, CredentialConfig, IdentitySource,
     JwksSettings, ListenConfig, ListenLimits, LoggingConfig, MiddlewareConfig, RedisConfig, RevocationConfig,
@@ -169,7 +170,8 @@ def _upstream(uid: str, value: Any, path: str) -> Upstream:
     url = n.str("url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(n.sub("url"), f"must be an absolute http(s) URL (got {url!r})")
+        raise ConfigError(n.sub("url"), f"must be an absolute http(s) URL (got "
+                                        f"{mask_url(url)!r})")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigError(n.sub("url"), "carries no path, query or fragment in v1: the "
                                         "normalised request path is forwarded unchanged")
@@ -244,8 +246,8 @@ def _credential(n: _Node) -> CredentialConfig:
 
 def _redis(n: _Node) -> RedisConfig:
     mode = n.str("mode", "standalone", choices=("standalone", "sentinel", "cluster"))
-    url = n.str("url", "redis://127.0.0.1:6379/0")
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+    url = quote_userinfo(n.str("url", "redis://127.0.0.1:6379/0"))
+    if url.partition("://")[0] not in ("redis", "rediss", "unix"):
         raise ConfigError(n.sub("url"), "must be a redis://, rediss:// or unix:// URL")
     sentinels = []
     for i, s in enumerate(n.strs("sentinels", ())):

@@ -122,6 +122,8 @@ def run(args: Any) -> int:
         where = args.state_dir or default_state_dir()
         raise DemoError(f"cannot use state directory {where} ({e.strerror or e}): choose "
                         "another with --state-dir DIR") from None
+    print(f"poolgate demo: private keys (dev issuer RS256, credential ES256) are kept in "
+          f"{directory} and reused across runs (--state-dir DIR to use another)", flush=True)
     socks = bind_listeners(args)
     try:
         issuer = DemoIssuer(issuer_key_pem(directory))

@@ -191,7 +191,7 @@ class CredentialSigner:
                                for i, k in enumerate(cfg.signing_keys))
         elif allow_generated:
             self._keys = (_generated_key(cfg.algorithm),)
-            log.warning("downstream_credential.signing_keys is empty: generated a %s key "
+            log.warning("downstream_credential.signing_keys is empty: generated an %s key "
                         "(kid %s) for this process only; credentials will not verify after a "
                         "restart or across processes. Configure a key for production.",
                         cfg.algorithm, self._keys[0].kid)
@@ -202,6 +202,7 @@ class CredentialSigner:
         self._active = self._keys[0]
         self._ttl = int(cfg.ttl_seconds)
         self._margin = max(self._ttl / 5, min(30.0, self._ttl / 2))
+        self.margin = self._margin        # a cached credential is replaced this long before exp
         self._cacheable = cache_size > 0 and not cfg.request_binding
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], _Cached] = OrderedDict()

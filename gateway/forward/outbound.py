@@ -46,10 +46,9 @@ def _host(scope: dict[str, Any]) -> str:
     return f"{server[0]}:{server[1]}" if server else ""
 
 
-def gateway_request_headers(scope: dict[str, Any], ctx: "RequestContext", *,
-                            remove: frozenset[bytes] = frozenset()) -> Headers:
-    """Identity headers, the downstream credential, the user token if the route says so."""
-    engine, outcome = ctx.engine, ctx.outcome
+def gateway_headers(engine: "Engine", outcome: Any) -> Headers:
+    """The headers the gateway adds for an admitted request: identity headers, the downstream
+    credential, the user token if the route says so."""
     route, principal = outcome.route, outcome.principal
     assert route is not None and route.upstream is not None
     upstream = engine.config.upstreams[route.upstream]
@@ -66,6 +65,19 @@ def gateway_request_headers(scope: dict[str, Any], ctx: "RequestContext", *,
             engine.metrics.credentials_signed.labels(upstream.id).inc()
     if route.forward_user_token and principal.token is not None:
         extra.append((b"authorization", b"Bearer " + principal.token.raw.encode("ascii")))
+    return extra
+
+
+def gateway_request_headers(scope: dict[str, Any], ctx: "RequestContext", *,
+                            remove: frozenset[bytes] = frozenset(),
+                            extra: Headers | None = None) -> Headers:
+    """The complete outbound header list of an admitted request (``extra``: the gateway's
+    own headers when already rendered, e.g. from the admission cache)."""
+    engine = ctx.engine
+    route = ctx.outcome.route
+    upstream = engine.config.upstreams[route.upstream]
+    if extra is None:
+        extra = gateway_headers(engine, ctx.outcome)
     return upstream_request_headers(
         scope["headers"], remove=removed_names(engine) | remove if remove else removed_names(engine),
         peer=ctx.peer, trusted=ctx.trusted, scheme=scope.get("scheme", "http"),

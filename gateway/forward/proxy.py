@@ -137,7 +137,8 @@ def _url(upstream: Upstream, path: str, query: bytes) -> str:
 async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                   send: Callable[[dict[str, Any]], Awaitable[None]], *, transport: Transport,
                   upstream: Upstream, path: str, headers: Headers,
-                  metrics: Metrics | None = None, buffer_bytes: int = 65536) -> int:
+                  metrics: Metrics | None = None, buffer_bytes: int = 65536,
+                  request_id: bytes | None = None) -> int:
     """Forward one HTTP exchange; returns the status sent (499 if the client went away).
 
     Before the response starts, upstream failures raise ``BadGateway``/``GatewayTimeout`` for
@@ -156,11 +157,26 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
     def watch() -> None:
         watcher.append(loop.create_task(down.watch(task)))
 
-    # Most exchanges end before anyone could notice a disconnect: the watcher task (a task,
-    # two steps and a cancellation, ~1/3 of forward()'s own cost) starts only after
-    # _WATCH_AFTER seconds, so a client that leaves is noticed that much later at worst.
-    watch_timer = loop.call_later(_WATCH_AFTER, watch)
-    rid = [(n, v) for n, v in headers if canonical(n) == b"x-request-id"][:1]
+    def gone() -> None:
+        if not down.closing:
+            down.gone = True
+            task.cancel()
+
+    watch_timer: asyncio.TimerHandle | None = None
+    extensions = scope.get("extensions")
+    hook = extensions.get("poolgate.disconnect") if extensions else None
+    if hook is not None:
+        # the gateway's own server calls back when the client leaves: nothing to run until then
+        hook.on_disconnect = gone
+    else:
+        # Most exchanges end before anyone could notice a disconnect: the watcher task (a
+        # task, two steps and a cancellation) starts only after _WATCH_AFTER seconds, so a
+        # client that leaves is noticed that much later at worst.
+        watch_timer = loop.call_later(_WATCH_AFTER, watch)
+    if request_id is not None:
+        rid = [(b"x-request-id", request_id)]
+    else:
+        rid = [(n, v) for n, v in headers if canonical(n) == b"x-request-id"][:1]
     url = _url(upstream, path, scope.get("query_string", b""))
     response: UpstreamResponse | None = None
     status = CLIENT_CLOSED
@@ -189,7 +205,7 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
                 metrics.upstream_errors.labels(upstream.id, exc.code).inc()
             raise
         if metrics is not None:
-            metrics.upstream_seconds.labels(upstream.id).observe(loop.time() - started)
+            metrics.child(metrics.upstream_seconds, upstream.id).observe(loop.time() - started)
         status = response.status
         out = response_headers(response.headers, remove=_X_REQUEST_ID if rid else frozenset())
         await send({"type": "http.response.start", "status": status, "headers": out + rid})
@@ -211,7 +227,10 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
         raise
     finally:
         down.closing = True
-        watch_timer.cancel()
+        if hook is not None:
+            hook.on_disconnect = None
+        if watch_timer is not None:
+            watch_timer.cancel()
         if watcher:
             watcher[0].cancel()
         if response is not None:

@@ -311,7 +311,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         limits = self.limits
         if limits.max_body is not None and length is not None and length > limits.max_body:
             raise _Refuse(413, "request body too large")
-        scope = {
+        scope: dict[str, Any] = {
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": version, "server": self.server, "client": self.client,
             "scheme": self.scheme, "root_path": "", "method": method,
@@ -324,6 +324,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         has_body = length is not None and length > 0 or _chunked(headers)
         ex = Exchange(self, scope, keep_alive, has_body, length,
                       self.expect_continue and version == "1.1")
+        # the proxy registers a callback here instead of watching receive() for a disconnect
+        scope["extensions"] = {"poolgate.disconnect": ex}
         self.parsing = ex
         if self.exchange is None:
             self._start(ex)
@@ -468,7 +470,8 @@ class Exchange:
     """One request and its response: the ASGI ``receive``/``send`` pair."""
 
     __slots__ = ("body", "chunked", "complete", "conn", "continue_", "disconnected",
-                 "delivered", "has_body", "keep_alive", "length", "more_body", "received",
+                 "delivered", "has_body", "keep_alive", "length", "more_body", "on_disconnect",
+                 "received",
                  "remaining", "scope", "started", "started_at", "waiter", "head", "head_method")
 
     def __init__(self, conn: GatewayHttpProtocol, scope: dict[str, Any], keep_alive: bool,
@@ -483,6 +486,7 @@ class Exchange:
         self.continue_ = expect_continue
         self.waiter: asyncio.Future[None] | None = None
         self.disconnected = False
+        self.on_disconnect: Any = None
         self.started = False
         self.complete = False
         self.chunked = False
@@ -529,6 +533,10 @@ class Exchange:
     def lost(self) -> None:
         self.disconnected = True
         self.wake()
+        callback = self.on_disconnect
+        if callback is not None and not self.complete:
+            self.on_disconnect = None
+            callback()
 
     async def receive(self) -> dict[str, Any]:
         conn = self.conn

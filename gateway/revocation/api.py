@@ -19,7 +19,6 @@ import json
 import math
 import time
 from typing import Any, Awaitable, Callable, Mapping
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,13 +26,15 @@ from starlette.responses import JSONResponse, Response
 from ..config import Config, RevocationConfig
 from ..errors import REALM
 from ..principal import VerifiedToken
-from .entries import (KINDS, Entry, EntryError, RevocationStore, StoreError, entry_lifetime,
-                      make_entry)
+from .audit import audit, delete_entry, write_entry
+from .entries import KINDS, Entry, EntryError, RevocationStore, StoreError, make_entry
+from .listing import DEFAULT_LIMIT, MAX_LIMIT, CursorError, page_json
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TOKEN_BYTES = 16 * 1024
 POST_FIELDS = frozenset(KINDS) | {"token", "exp", "not_before"}
 Handler = Callable[[Request], Awaitable[Response]]
+VIA_API = "admin_api"
 
 
 class RevokeError(Exception):
@@ -123,6 +124,8 @@ def entry_from_body(body: Mapping[str, Any], claims: Mapping[str, Any] | None, *
     not_before = _number(body["not_before"], "not_before") if "not_before" in body else None
     if not_before is not None and kind != "sub":
         raise _Invalid("bad_not_before", "not_before is allowed with sub only")
+    if kind == "sub" and not_before is None:
+        not_before = whole_second_after(now)
     if kind != "token":
         return make_entry(kind, body[kind], exp=exp, not_before=not_before, now=now,
                           max_token_lifetime=max_token_lifetime, skew=skew)
@@ -141,10 +144,16 @@ def entry_from_body(body: Mapping[str, Any], claims: Mapping[str, Any] | None, *
     if not isinstance(sub, str) or not sub:
         raise _Invalid("bad_token", "the token has neither a jti nor a sub to revoke by")
     iat = claims.get("iat")
-    nbf = _number(iat, "iat") + 1 if iat is not None else now
+    nbf = _number(iat, "iat") + 1 if iat is not None else whole_second_after(now)
     # the sub entry must outlive every token issued before nbf: not exp, the lifetime rule
     return make_entry("sub", sub, not_before=nbf, now=now,
                       max_token_lifetime=max_token_lifetime, skew=skew, from_token=True)
+
+
+def whole_second_after(now: float) -> int:
+    """The default not-before of a ``sub`` entry: whole epoch seconds (the key table's
+    format), rounded UP so every token issued up to now (``iat`` is whole seconds) is revoked."""
+    return math.floor(now) + 1
 
 
 # --------------------------------------------------------------------------- the endpoint
@@ -202,18 +211,23 @@ def revocations_endpoint(store_getter: Callable[[], RevocationStore | None], *,
             raise _Invalid("token_not_accepted", f"the token does not verify ({code}); the "
                                                  "gateway already rejects it")
 
-    async def post(request: Request, store: RevocationStore) -> Response:
-        body_raw = await request.body()
-        if len(body_raw) > MAX_BODY_BYTES:
-            raise _Invalid("body_too_large", f"body larger than {MAX_BODY_BYTES} bytes")
+    async def post(request: Request, store: RevocationStore, peer: str | None,
+                   seen: dict[str, Any]) -> Response:
+        body_raw = await read_capped(request)
+        if body_raw is None:
+            audit("add", outcome="refused", peer=peer, via=VIA_API, reason="body_too_large")
+            return _error(413, "invalid_request", "body_too_large",
+                          f"body larger than {MAX_BODY_BYTES} bytes", {"Connection": "close"})
         body = _loads(body_raw, "body")
+        seen.update((k, body[k]) for k in KINDS if isinstance(body.get(k), str))
         claims = None
         if "token" in body and not any(k in body for k in KINDS):
             claims = await claims_of(body["token"])
         entry_skew = skew_for_token(claims) if claims is not None and skew_for_token else skew
         entry = entry_from_body(body, claims, now=clock(), max_token_lifetime=lifetime,
                                 skew=entry_skew)
-        entry = await store.add(entry)
+        seen.update(kind=entry.kind, value=entry.value)
+        entry = await write_entry(store, entry, peer=peer, via=VIA_API)
         return JSONResponse(entry.to_json(), status_code=201)
 
     def query_key(request: Request) -> tuple[str, str]:
@@ -226,117 +240,85 @@ def revocations_endpoint(store_getter: Callable[[], RevocationStore | None], *,
             raise _Invalid("one_kind", "give exactly one of jti, origin_jti, sub")
         return given[0], params[given[0]]
 
+    async def listing(request: Request, store: RevocationStore) -> Response:
+        params = request.query_params
+        unknown = sorted(set(params.keys()) - {"cursor", "limit"})
+        if unknown:
+            raise _Invalid("unknown_field", f"unknown query parameter {unknown[0]!r} (give "
+                                            "one of jti, origin_jti, sub; or cursor, limit)")
+        limit_raw = params.get("limit", str(DEFAULT_LIMIT))
+        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_LIMIT:
+            raise _Invalid("bad_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+        try:
+            entries, nxt = await store.list(params.get("cursor"), int(limit_raw))
+        except CursorError as e:
+            raise _Invalid("bad_cursor", str(e))
+        return JSONResponse(page_json(entries, nxt))
+
     async def handler(request: Request) -> Response:
+        peer = request.client.host if request.client else None
+        action = {"POST": "add", "DELETE": "delete"}.get(request.method)
+        seen: dict[str, Any] = {}
+
+        def refused(outcome: str, reason: str) -> None:
+            if action is not None:
+                kind = seen.get("kind") or next((k for k in KINDS if k in seen), None)
+                audit(action, outcome=outcome, peer=peer, via=VIA_API, kind=kind,
+                      value=seen.get("value", seen.get(kind or "")), reason=reason)
+
         denied = authorized(request)
         if denied is not None:
+            refused("unauthorized", "bad_admin_token" if expected else "revocation_api_disabled")
             return denied
         store = store_or_error()
         if isinstance(store, Response):
+            refused("refused" if config.store == "none" else "error", "no_revocation_store")
             return store
         try:
             if request.method == "POST":
-                return await post(request, store)
+                return await post(request, store, peer, seen)
+            if request.method == "GET" and not any(k in request.query_params for k in KINDS):
+                return await listing(request, store)
             kind, value = query_key(request)
+            seen.update(kind=kind, value=value)
             if request.method == "GET":
                 entry = await store.get(kind, value)
                 if entry is None:
                     return _error(404, "not_found", "no_entry", f"no {kind} entry")
                 return JSONResponse(entry.to_json())
             if request.method == "DELETE":
-                if not await store.delete(kind, value):
+                if not await delete_entry(store, kind, value, peer=peer, via=VIA_API):
                     return _error(404, "not_found", "no_entry", f"no {kind} entry")
                 return Response(status_code=204)
             return _error(405, "method_not_allowed", "method_not_allowed", "use GET, POST or DELETE",
                           {"Allow": "GET, POST, DELETE"})
         except _Invalid as e:
+            refused("refused", e.reason)
             return _error(400, "invalid_request", e.reason, e.description)
         except EntryError as e:
+            refused("refused", e.reason)
             return _error(400, "invalid_request", e.reason, e.description)
         except StoreError as e:
+            if "value" not in seen or action is None:   # write_entry/delete_entry audited it
+                refused("error", "revocation_unavailable")
             return unavailable(e)
 
     return handler
 
 
-# --------------------------------------------------------------------------- poolgate revoke
+async def read_capped(request: Request, cap: int = MAX_BODY_BYTES) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed ``cap`` (from
+    ``Content-Length``, or while reading a chunked body): never more than ``cap`` bytes plus
+    one chunk are held, and the rest is never read."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
-def _admin_base(config: Config) -> str:
-    host = config.admin.host
-    if host in ("0.0.0.0", "", "*"):
-        host = "127.0.0.1"
-    elif host in ("::", "[::]"):
-        host = "::1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{config.admin.port}"
-
-
-def _body(jti: str | None, origin_jti: str | None, sub: str | None, token: str | None,
-          not_before: float | None, exp: float | None) -> dict[str, Any]:
-    body: dict[str, Any] = {k: v for k, v in (("jti", jti), ("origin_jti", origin_jti),
-                                               ("sub", sub), ("token", token)) if v is not None}
-    if exp is not None:
-        body["exp"] = exp
-    if not_before is not None:
-        body["not_before"] = not_before
-    return body
-
-
-async def revoke_command(config: Config, *, jti: str | None = None,
-                         origin_jti: str | None = None, sub: str | None = None,
-                         not_before: float | None = None, token: str | None = None,
-                         exp: float | None = None, admin_url: str | None = None) -> dict[str, Any]:
-    """Write one entry to the configured store; returns the entry JSON or raises RevokeError."""
-    body = _body(jti, origin_jti, sub, token, not_before, exp)
-    store_kind = config.revocation.store
-    if store_kind == "none":
-        raise RevokeError("revocation.store is none in this config: gateways check no "
-                          "revocation list, so there is nothing to write to")
-    if store_kind == "memory":
-        return await _post_to_gateway(config, body, admin_url)
-    skew = max((s.clock_skew_seconds for s in config.identity_sources), default=60)
-    try:
-        names_token = token is not None and not any(k in body for k in KINDS)
-        claims = decode_unverified(token) if names_token else None
-        lifetime = entry_lifetime(config.revocation.max_token_lifetime_seconds,
-                                  config.identity_sources)
-        entry = entry_from_body(body, claims, now=time.time(), max_token_lifetime=lifetime,
-                                skew=skew)
-    except (_Invalid, EntryError) as e:
-        raise RevokeError(e.description) from e
-    from .redis_store import RedisStore   # only when configured
-    store = RedisStore(config.revocation.redis)
-    try:
-        return (await store.add(entry)).to_json()
-    except StoreError as e:
-        raise RevokeError(f"cannot write to redis ({config.revocation.redis!r}): {e}") from e
-    finally:
-        await store.aclose()
-
-
-async def _post_to_gateway(config: Config, body: dict[str, Any],
-                           admin_url: str | None) -> dict[str, Any]:
-    import httpx  # the CLI path only
-
-    if not config.admin.token:
-        raise RevokeError("revocation.store is memory, so `poolgate revoke` posts to the running "
-                          "gateway's admin API, which needs admin.token (e.g. "
-                          "token: \"${POOLGATE_ADMIN_TOKEN}\") in this config")
-    url = (admin_url or _admin_base(config)).rstrip("/") + "/revocations"
-    try:
-        async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
-            resp = await client.post(url, json=body,
-                                     headers={"Authorization": f"Bearer {config.admin.token}"})
-    except httpx.HTTPError as e:
-        raise RevokeError(f"no gateway answering at {url} ({type(e).__name__}): with "
-                          "revocation.store memory the entry lives in the running gateway; "
-                          "start it with `poolgate serve`") from e
-    try:
-        data = resp.json()
-    except ValueError:
-        data = {}
-    if resp.status_code != 201:
-        why = data.get("error_description") if isinstance(data, dict) else None
-        raise RevokeError(f"gateway at {urlsplit(url).netloc} answered {resp.status_code}: "
-                          f"{why or resp.text[:200]}")
-    return dict(data)

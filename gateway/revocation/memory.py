@@ -11,6 +11,7 @@ from typing import Callable
 from ..metrics import Metrics
 from ..principal import VerifiedToken
 from .entries import Entry, StoreError, check_value, sub_revokes, token_keys
+from .listing import memory_page
 
 log = logging.getLogger("poolgate.revocation")
 
@@ -33,6 +34,7 @@ class MemoryStore:
         self._sweep_seconds = sweep_seconds
         self._entries: dict[tuple[str, str], tuple[Entry, float]] = {}
         self._task: asyncio.Task[None] | None = None
+        self.generation = 0               # moves on every write: earlier answers may differ
 
     async def start(self) -> None:
         if self._task is None:
@@ -103,6 +105,7 @@ class MemoryStore:
                     self._metrics.revocation_errors.labels(store=self.name).inc()
                 raise StoreError(f"revocation list full ({self._max} live entries)")
         self._entries[key] = (entry, now + entry.ttl)      # last write wins, as in Redis
+        self.generation += 1
         return entry
 
     async def get(self, kind: str, value: str) -> Entry | None:
@@ -117,5 +120,12 @@ class MemoryStore:
     async def delete(self, kind: str, value: str) -> bool:
         found = self._live(kind, value, self._clock()) is not None
         self._entries.pop((kind, value), None)
+        self.generation += 1
         return found
 
+    async def list(self, cursor: str | None, limit: int) -> tuple[list[Entry], str | None]:
+        """A page of the entries in force now (see ``listing``)."""
+        now = self._clock()
+        live = (((k), max(1, int(until - now + 0.999)))
+                for k, (_, until) in list(self._entries.items()) if until > now)
+        return memory_page(live, cursor, limit)

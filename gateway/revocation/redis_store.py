@@ -26,6 +26,7 @@ from ..principal import VerifiedToken
 from .clients import ConnectHook, make_client, node_client
 from .entries import (CHANNEL, Entry, StoreError, check_value, message, parse_message,
                       parse_not_before, redis_key, redis_value, sub_revokes, token_keys)
+from .listing import redis_store_page
 from .nearcache import MISSING, NearCache
 
 log = logging.getLogger("poolgate.revocation")
@@ -243,6 +244,13 @@ class RedisStore:
             return list(await pipe.execute())
         return list(await self._client.mget(keys))
 
+    @property
+    def generation(self) -> int | None:
+        """Moves whenever an earlier answer may have changed (any invalidation, local write or
+        resubscription); None while answers must not be reused (no live invalidation channel)."""
+        cache = self._cache
+        return cache.generation if cache is not None and self.subscribed else None
+
     async def revoked(self, token: VerifiedToken) -> str | None:
         started = time.perf_counter()
         try:
@@ -352,4 +360,10 @@ class RedisStore:
             self._invalidate(kind, value)
         return bool(n)
 
-
+    async def list(self, cursor: str | None, limit: int) -> tuple[list[Entry], str | None]:
+        """A page of the entries under ``key_prefix`` (SCAN; see ``listing``)."""
+        try:
+            return await redis_store_page(self._client, self._cfg, cursor, limit,
+                                          self._timeout * 4)
+        except StoreError:
+            raise self._fail("list") from None

@@ -77,6 +77,8 @@ class JwksManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._started = False
+        if metrics is not None:     # key count and age computed when /metrics is scraped
+            metrics.collect_hooks["jwks"] = self.update_gauges
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -122,13 +124,23 @@ class JwksManager:
         now = self._clock()
         return all(self._usable(st, now) is not None for st in self._sources.values())
 
+    def update_gauges(self) -> None:
+        """``poolgate_jwks_keys`` (usable keys now) and ``poolgate_jwks_key_age_seconds``."""
+        if self._metrics is None:
+            return
+        now = self._clock()
+        for sid, st in self._sources.items():
+            usable = self._usable(st, now)
+            self._metrics.jwks_keys.labels(source=sid).set(len(usable) if usable else 0)
+            if st.fetched_at is not None:
+                self._metrics.jwks_age.labels(source=sid).set(max(0.0, now - st.fetched_at))
+            self._metrics.jwks_max_stale.labels(source=sid).set(st.cfg.jwks.max_stale_seconds)
+
     def status(self) -> dict[str, dict[str, Any]]:
         now = self._clock()
         out = {}
         for sid, st in self._sources.items():
             age = None if st.fetched_at is None else max(0.0, now - st.fetched_at)
-            if self._metrics is not None and age is not None:
-                self._metrics.jwks_age.labels(source=sid).set(age)
             out[sid] = {"ready": self._usable(st, now) is not None, "keys": len(st.keys),
                         "age_seconds": age, "error": st.error, "jwks_uri": st.url}
         return out

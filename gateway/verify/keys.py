@@ -110,7 +110,7 @@ def parse_jwk(obj: Any) -> Jwk:
             raise
         raise KeyRejected(f"invalid key: {exc}") from None
     if alg is not None and not _alg_fits(alg, kty, crv):
-        raise KeyRejected(f"alg {alg!r} does not fit a {kty} key")
+        raise KeyRejected(f"alg {alg!r} does not fit an {kty} key")
     return Jwk(kid=kid, kty=kty, alg=alg, key=key, crv=crv if isinstance(crv, str) else None)
 
 

@@ -22,6 +22,43 @@ HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"
        b"host", b"proxy-connection"}
 
 
+class H1FloorProxy:
+    """The same pass-through on poolgate's own HTTP/1.1 client (gateway/forward/h1.py)."""
+
+    def __init__(self, upstream: str) -> None:
+        from gateway.forward.h1 import H1Transport
+        self.upstream = upstream
+        self.transport = H1Transport()
+        self.authority = upstream.split("://", 1)[1].encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await self.transport.aclose()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        headers = [(b"host", self.authority)] + [(k, v) for k, v in scope["headers"]
+                                                 if k not in HOP]
+        path = scope.get("raw_path") or scope["path"].encode()
+        url = self.upstream + path.decode("latin-1")
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        resp = await self.transport.send(scope["method"], url, headers, None, timeout=30,
+                                         idle_timeout=60)
+        try:
+            out = [(k, v) for k, v in resp.headers if k.lower() not in HOP]
+            await send({"type": "http.response.start", "status": resp.status, "headers": out})
+            async for chunk in resp.aiter_body():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await resp.aclose()
+
+
 class FloorProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -63,8 +100,17 @@ def main() -> None:
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                     help="asyncio mirrors `poolgate serve` as it runs today (asyncio.run)")
+    ap.add_argument("--transport", choices=("aiohttp", "h1"), default="aiohttp",
+                    help="h1: poolgate's own upstream client (GET/HEAD without bodies only)")
+    ap.add_argument("--http", choices=("httptools", "poolgate"), default="httptools",
+                    help="poolgate: the gateway's own server protocol (gateway/listen)")
     a = ap.parse_args()
-    config = uvicorn.Config(FloorProxy(a.upstream), host="127.0.0.1", port=a.port,
+    http: Any = "httptools"
+    if a.http == "poolgate":
+        from gateway.listen import GatewayHttpProtocol
+        http = GatewayHttpProtocol
+    app = H1FloorProxy(a.upstream) if a.transport == "h1" else FloorProxy(a.upstream)
+    config = uvicorn.Config(app, host="127.0.0.1", port=a.port, http=http,
                             access_log=False, log_level="warning", proxy_headers=False,
                             lifespan="on", loop="none")
     server = uvicorn.Server(config)

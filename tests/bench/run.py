@@ -53,7 +53,7 @@ import procs  # noqa: E402
 from procs import Proc, RssSampler  # noqa: E402
 
 ALL = ["direct", "poolgate", "tokens10k", "policy", "redis", "redis_nocache", "workers2", "naive",
-       "haproxy", "floor", "micro"]
+       "haproxy", "floor", "floor_h1", "floor_h1_pg", "micro"]
 LABELS = {
     "direct": "(a) direct upstream",
     "poolgate": "(b) poolgate, 1 token, auth: authenticated",
@@ -65,6 +65,8 @@ LABELS = {
     "naive": "(f) naive Starlette + httpx + PyJWT",
     "haproxy": "(g) HAProxy jwt_verify (nbthread 1)",
     "floor": "(h) stack floor: uvicorn + ASGI + aiohttp, no auth",
+    "floor_h1_pg": "(h1') as (h1) on poolgate's own server protocol (gateway/listen)",
+    "floor_h1": "(h1) stack floor: uvicorn (httptools, uvloop) + ASGI pass-through + poolgate's h1 client, no auth",
     "profile": "(d) under py-spy (not a measurement)",
 }
 ROUTE = "/tenants/{tenant_id}/orders/{order_id}"
@@ -301,7 +303,7 @@ def poolgate_config(b: Bench, *, policy: bool, redis_prefix: str | None = None,
         },
         "revocation": {"store": "none"},
         "downstream_credential": {"enabled": False},
-        "logging": {"access_log": False, "level": "warning"},
+        "logging": {"access_log": policy, "level": "warning"},   # (d)/(e): the shipped default, on
     }
     if policy:
         cfg["downstream_credential"] = {
@@ -452,12 +454,16 @@ def scenario_naive(b: Bench) -> dict[str, Any]:
         b.stop(p)
 
 
-def scenario_floor(b: Bench) -> dict[str, Any]:
-    p = b.spawn("floor", [sys.executable, str(HERE / "floor_proxy.py"), "--port", "0",
-                          "--upstream", b.upstream_url])
+def scenario_floor(b: Bench, name: str = "floor") -> dict[str, Any]:
+    extra = ["--transport", "h1", "--loop", "uvloop"] if name.startswith("floor_h1") else []
+    if name == "floor_h1_pg":
+        extra += ["--http", "poolgate"]
+    p = b.spawn(name, [sys.executable, str(HERE / "floor_proxy.py"), "--port", "0",
+                       "--upstream", b.upstream_url, *extra])
     try:
         port = int(p.wait_for(r"floor listening 127\.0\.0\.1:(\d+)", 20).group(1))
-        return measure(b, "floor", port, p, 1, {"workers": 1, "loop": "asyncio"})
+        return measure(b, name, port, p, 1, {"workers": 1,
+                                             "loop": "uvloop" if extra else "asyncio"})
     finally:
         b.stop(p)
 
@@ -955,8 +961,8 @@ def main(argv: list[str] | None = None) -> int:
                         r = scenario_naive(b)
                     elif name == "haproxy":
                         r = scenario_haproxy(b)
-                    elif name == "floor":
-                        r = scenario_floor(b)
+                    elif name in ("floor", "floor_h1", "floor_h1_pg"):
+                        r = scenario_floor(b, name)
                     elif name == "micro":
                         r = scenario_micro(b)
                     else:

@@ -328,6 +328,18 @@ def test_sigterm_stops_cleanly(demo: Demo) -> None:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
+def test_says_where_the_keys_are_and_logs_start_and_stop_once(demo: Demo) -> None:
+    out = demo.wait_ready()
+    first = next(line for line in out if line.strip())
+    assert first.startswith("poolgate demo: private keys") and str(demo.state_dir) in first
+    demo.proc.send_signal(signal.SIGTERM)
+    assert demo.proc.wait(timeout=EXIT_TIMEOUT) == 0, demo.stderr()
+    err = demo.stderr_path.read_text()
+    for what in ("Started server process", "Application startup complete", "Shutting down",
+                 "Finished server process"):
+        assert err.count(what) == 1, (what, err)
+
+
 def test_demo_token_prints_a_cognito_shaped_jwt(tmp_path: Path) -> None:
     now = time.time()
     tokens = {}

@@ -299,7 +299,7 @@ def _requests_in(db: Path, tmp: Path) -> float:
     """poolgate_requests_total in ONE process's multiprocess file."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
-    alone = tmp / f"alone-{db.stem}"
+    alone = tmp / f"alone-{db.stem}-{time.monotonic_ns()}"
     alone.mkdir()
     shutil.copy(db, alone / db.name)
     reg = CollectorRegistry()
@@ -338,7 +338,13 @@ def test_workers_share_listeners_metrics_reload_and_stop(jwks, upstream, gateway
     pids = set(started["pids"])
     assert len(pids) == 2 and started["pid"] not in pids
     # both workers accept on the shared listener: each one's own file counts requests
-    served = {pid: _requests_in(prom / f"counter_{pid}.db", tmp_path) for pid in pids}
+    # (request metrics are applied in batches, at most FLUSH_SECONDS after the request)
+    deadline = time.monotonic() + 5
+    while True:
+        served = {pid: _requests_in(prom / f"counter_{pid}.db", tmp_path) for pid in pids}
+        if sum(served.values()) >= n or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert sum(served.values()) == n and all(served.values()), served
     # /metrics, whichever worker answers, sums every worker's samples (and not the stale
     # file's): each worker fetched the JWKS at start, the requests add up whoever served them

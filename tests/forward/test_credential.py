@@ -391,3 +391,12 @@ def test_cache_size_zero_disables_caching(tmp_path: Path, clock: Clock) -> None:
     s = CredentialSigner(CredentialConfig(), clock=clock, cache_size=0)
     assert issue(s, user()) != issue(s, user())
     assert s.cache_len == 0
+
+
+@pytest.mark.parametrize("alg", ["ES256", "Ed25519"])
+def test_generated_key_warning_reads_well(alg: str, caplog: pytest.LogCaptureFixture) -> None:
+    logging.getLogger("poolgate").propagate = True
+    with caplog.at_level(logging.WARNING):
+        CredentialSigner(CredentialConfig(algorithm=alg), allow_generated=True)
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert f"generated an {alg} key" in text and f"a {alg}" not in text

@@ -18,7 +18,8 @@ from starlette.routing import Route
 from gateway.config import Config, RevocationConfig, loads_config
 from gateway.errors import InvalidToken, Unavailable
 from gateway.revocation import MemoryStore, RevocationStore
-from gateway.revocation.api import RevokeError, revocations_endpoint, revoke_command
+from gateway.revocation.api import RevokeError, revocations_endpoint
+from gateway.revocation.command import revoke_command
 from gateway.revocation.redis_store import RedisStore
 
 from .conftest import RedisProc, free_port, make_token
@@ -128,7 +129,10 @@ async def test_400_writes_nothing(body: bytes, reason: str) -> None:
 async def test_query_400(params: Any) -> None:
     async with client(app_for(MemoryStore())) as c:
         r = await c.get("/revocations", params=params, headers=AUTH)
-        assert r.status_code == 400 and r.json()["reason"] in ("one_kind", "unknown_field")
+        if params == {}:                     # no query: the listing of active entries
+            assert r.status_code == 200 and r.json() == {"entries": [], "next": None}
+        else:
+            assert r.status_code == 400 and r.json()["reason"] in ("one_kind", "unknown_field")
         r = await c.delete("/revocations", params=params, headers=AUTH)
         assert r.status_code == 400
 
@@ -302,3 +306,25 @@ async def test_revoke_command_redis_is_enforced_by_a_running_store(shared_redis:
                                  jti="x")
     finally:
         await gateway_store.aclose()
+
+
+async def test_body_cap_answers_413_without_reading_the_rest() -> None:
+    """The handler's own cap (the admin listener's protocol caps too): a chunked body is read
+    only until it passes 64 KiB; nothing is written."""
+    store = MemoryStore()
+    pulled = 0
+
+    async def body():
+        nonlocal pulled
+        for _ in range(1000):                  # 64 MiB if it were all read
+            pulled += 1
+            yield b"x" * 65536
+
+    async with client(app_for(store)) as c:
+        r = await c.post("/revocations", content=body(), headers=AUTH)
+        assert r.status_code == 413 and r.json()["reason"] == "body_too_large"
+        assert pulled <= 3
+        r = await c.post("/revocations", content=b"{}", headers={**AUTH,
+                         "Content-Length": str(10 * 1024 * 1024)})
+        assert r.status_code == 413
+    assert len(store) == 0

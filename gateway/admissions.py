@@ -1,0 +1,100 @@
+"""The admission cache: a decision and its outbound header block, reused for the same request shape.
+
+Most traffic is the same user asking the same thing again. An admission is keyed by everything
+the decision read: the token, the method and the normalised path, and each request fact a
+condition or the role request reads (client address, scheme, header values). It holds the
+pipeline's outcome and the gateway's own headers already rendered (identity headers and the
+downstream credential). A hit is re-validated cheaply on every request:
+
+- the verifier must still answer with the very same verified token (its own cache checks the
+  key is still published and the token not expired);
+- the revocation store is asked again whenever its ``generation`` moved (any write or
+  invalidation anywhere, a lost invalidation channel) and at least every few seconds;
+- it ends with the token, well before its credential expires, and with the engine (a reload
+  builds a new cache). Configs whose conditions read the clock are never cached.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from .config import Config
+from .principal import RequestFacts
+
+__all__ = ["Admission", "AdmissionCache", "fact_reads"]
+
+REVALIDATE_SECONDS = 5.0          # a hit asks the revocation store again at least this often
+
+
+class Admission:
+    __slots__ = ("checked_at", "expires", "extra", "generation", "outcome")
+
+    def __init__(self, outcome: Any, extra: list[tuple[bytes, bytes]], generation: int | None,
+                 now: float, expires: float) -> None:
+        self.outcome, self.extra = outcome, extra
+        self.generation, self.checked_at, self.expires = generation, now, expires
+
+
+def fact_reads(config: Config) -> tuple[bool, bool, bool, tuple[str, ...]]:
+    """(source_ip, secure, time, header names) that any condition reads; header names are
+    lower-case, as ``RequestFacts.headers`` keys them, and include the role-request headers."""
+    keys: set[str] = set()
+    statements = [s for r in config.roles.values() for s in r.statements]
+    statements += [s for g in config.guardrails for s in g.statements]
+    for st in statements:
+        for _op, pairs in st.condition:
+            keys.update(k for k, _ in pairs)
+    headers = {k.split("/", 1)[1].lower() for k in keys if k.startswith("req:header/")}
+    headers.update(m.role_request_header.lower() for m in config.mappings.values()
+                   if m.role_request_header)
+    headers.add("x-gateway-role")                 # the default when a source has no mapping
+    return ("req:source_ip" in keys, "req:secure" in keys, "req:time" in keys,
+            tuple(sorted(headers)))
+
+
+class AdmissionCache:
+    """Bounded; oldest entries go first. Per engine: a reload starts empty."""
+
+    def __init__(self, config: Config, *, hold_seconds: float, max_entries: int = 10_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.reads_ip, self.reads_secure, reads_time, self.reads_headers = fact_reads(config)
+        self.enabled = not reads_time and max_entries > 0
+        self.hold = hold_seconds
+        self.max = max_entries
+        self.clock = clock
+        self._data: dict[tuple[Any, ...], Admission] = {}
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def key(self, token: str, facts: RequestFacts) -> tuple[Any, ...]:
+        h = facts.headers
+        return (token, facts.method, facts.path,
+                facts.source_ip if self.reads_ip else None,
+                facts.secure if self.reads_secure else None,
+                tuple(h.get(n) for n in self.reads_headers))
+
+    def get(self, key: tuple[Any, ...], now: float) -> Admission | None:
+        adm = self._data.get(key)
+        if adm is not None and now >= adm.expires:
+            del self._data[key]
+            return None
+        return adm
+
+    def put(self, key: tuple[Any, ...], outcome: Any, extra: list[tuple[bytes, bytes]],
+            generation: int | None, now: float) -> None:
+        token = outcome.principal.token
+        expires = min(now + self.hold, float(token.exp))
+        if expires <= now:
+            return
+        data = self._data
+        if len(data) >= self.max:
+            del data[next(iter(data))]
+        data[key] = Admission(outcome, extra, generation, now, expires)
+
+    def drop(self, key: tuple[Any, ...]) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()

@@ -1,0 +1,158 @@
+"""The proxy listener's HTTP path as one flat callable: admit -> outbound headers -> forward -> record.
+
+It runs the same pipeline as the middleware (route, token, verify, revoked?, role, policy),
+through the admission cache (gateway/admissions.py), and renders refusals and records metrics
+with the middleware's own functions. Lifespan and WebSocket scopes go to the
+``GatewayMiddleware`` around the ``ProxyEndpoint`` (rare paths with more machinery); hot
+reload swaps the engine there, and this callable always reads the current one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import tracing
+from .admissions import REVALIDATE_SECONDS
+from .errors import GatewayError, NotFound
+from .extract import bearer_token
+from .facts import request_facts
+from .forward.headers import check_framing, is_trusted, request_id, upstream_request_headers
+from .forward.outbound import gateway_headers, removed_names
+from .forward.proxy import Transport, forward
+from .middleware import GatewayMiddleware, record, refusal
+from .routes import normalise_path
+
+__all__ = ["ProxyApp"]
+
+
+class ProxyApp:
+    """``ProxyApp(middleware)``: the ASGI app of the proxy listener."""
+
+    def __init__(self, middleware: GatewayMiddleware, transport: Transport) -> None:
+        self.middleware = middleware
+        self.transport = transport
+
+    @property
+    def engine(self) -> Any:
+        return self.middleware.engine
+
+    async def startup(self) -> None:
+        await self.middleware.startup()
+
+    async def shutdown(self) -> None:
+        await self.middleware.shutdown()
+
+    async def swap(self, engine: Any) -> None:
+        await self.middleware.swap(engine)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.middleware(scope, receive, send)
+        engine = self.middleware.engine
+        if not engine.started:
+            await self.middleware.startup()
+        t0 = time.perf_counter()
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        listen = engine.config.listen
+        trusted = bool(listen.trusted_proxies) and is_trusted(peer, listen.trusted_proxies)
+        rid = request_id(headers, trusted=trusted)
+        method = scope["method"]
+        with tracing.request_span(headers, method):
+            try:
+                check_framing(headers)
+                path = normalise_path(scope.get("raw_path") or scope["path"].encode("utf-8"))
+                facts = request_facts(scope, path, peer, trusted, engine.clock(),
+                                      listen.trusted_proxies)
+                outcome, extra = await self.admit(engine, headers, scope, facts)
+            except GatewayError as e:
+                await self._refuse(send, e, rid)
+                record(engine, method, scope["path"], e.status, e.route or "-", "deny", e.code,
+                       e.role, t0, rid)
+                return
+            route = outcome.route
+            if route.upstream is None:
+                e = NotFound("no upstream for this request", code="no_route")
+                await self._refuse(send, e, rid)
+                record(engine, method, scope["path"], 404, route.id, "deny", e.code, None, t0,
+                       rid)
+                return
+            upstream = engine.config.upstreams[route.upstream]
+            out = upstream_request_headers(
+                headers, remove=removed_names(engine), peer=peer, trusted=trusted,
+                scheme=scope.get("scheme", "http"), host=_host(headers, scope),
+                request_id=rid, upstream_authority=upstream.authority, extra=extra)
+            decision, code = "allow", outcome.decision.reason
+            try:
+                status = await forward(scope, receive, send, transport=self.transport,
+                                       upstream=upstream, path=path, headers=out,
+                                       metrics=engine.metrics,
+                                       buffer_bytes=listen.limits.buffer_body_bytes,
+                                       request_id=rid.encode("ascii"))
+            except GatewayError as e:     # 502/504 before the response started
+                decision, code, status = "error", e.code, e.status
+                await self._refuse(send, e, rid)
+            record(engine, method, scope["path"], status, route.id, decision, code,
+                   outcome.principal.role, t0, rid)
+
+    async def admit(self, engine: Any, headers: list[tuple[bytes, bytes]],
+                    scope: dict[str, Any], facts: Any) -> tuple[Any, list[tuple[bytes, bytes]]]:
+        """The pipeline's outcome and the gateway's headers for it, from the admission cache
+        when the same token asked the same thing and nothing it depends on moved."""
+        query = scope.get("query_string", b"")
+        token = bearer_token(headers, query)
+        cache = engine.admissions
+        pipeline = engine.pipeline
+        if token is None or not cache.enabled:
+            outcome = await pipeline.authorize(headers, query, facts, token=token)
+            return outcome, gateway_headers_or_none(engine, outcome)
+        key = cache.key(token, facts)
+        now = facts.now
+        adm = cache.get(key, now)
+        store = engine.store
+        if adm is not None:
+            outcome = adm.outcome
+            try:
+                verified = await engine.verifier.verify(
+                    token, allowed_sources=outcome.route.identity_sources)
+                if verified is outcome.principal.token:
+                    if store is not None:
+                        generation = store.generation
+                        if generation is None or generation != adm.generation \
+                                or now - adm.checked_at > REVALIDATE_SECONDS:
+                            await pipeline.check_revoked(verified)
+                            adm.generation, adm.checked_at = generation, now
+                    return outcome, adm.extra
+            except GatewayError as e:
+                cache.drop(key)
+                e.route = outcome.route.id
+                raise
+            cache.drop(key)
+        generation = store.generation if store is not None else None
+        outcome = await pipeline.authorize(headers, query, facts, token=token)
+        extra = gateway_headers_or_none(engine, outcome)
+        if outcome.principal.token is not None:
+            cache.put(key, outcome, extra, generation, now)
+        return outcome, extra
+
+    async def _refuse(self, send: Any, e: GatewayError, rid: str) -> None:
+        hdrs, body = refusal(e, rid, dated=True)
+        await send({"type": "http.response.start", "status": e.status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": body})
+
+
+def gateway_headers_or_none(engine: Any, outcome: Any) -> list[tuple[bytes, bytes]]:
+    route = outcome.route
+    if route is None or route.upstream is None:
+        return []
+    return gateway_headers(engine, outcome)
+
+
+def _host(headers: list[tuple[bytes, bytes]], scope: dict[str, Any]) -> bytes | str:
+    for k, v in headers:
+        if k == b"host":
+            return v
+    server = scope.get("server")
+    return f"{server[0]}:{server[1]}" if server else ""
