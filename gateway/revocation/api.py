@@ -31,7 +31,7 @@ from .entries import KINDS, Entry, EntryError, RevocationStore, StoreError, make
 from .listing import DEFAULT_LIMIT, MAX_LIMIT, CursorError, page_json
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_TOKEN_BYTES = 16 * 1024
+MAX_TOKEN_BYTES = 64 * 1024      # identity_sources[].max_token_bytes may be up to 65536
 POST_FIELDS = frozenset(KINDS) | {"token", "exp", "not_before"}
 Handler = Callable[[Request], Awaitable[Response]]
 VIA_API = "admin_api"

@@ -95,8 +95,8 @@ class Verifier:
         """Like ``verify``, but a token that is refused only for now (``nbf``/``iat`` ahead,
         or ``exp`` too far ahead without ``iat``) is returned too, never cached: it may verify
         later, so the revocation API must be able to revoke it."""
-        if len(token) > self._cap_all:
-            raise TokenTooLarge("token is larger than the accepted size")
+        if len(token) > max((s.max_token_bytes for s in self._sources), default=8192):
+            raise TokenTooLarge("token is larger than the accepted size")   # on every route
         if not token.isascii():
             raise InvalidToken("token is not base64url", code="bad_encoding")
         raw = token.encode("ascii")

@@ -219,3 +219,21 @@ async def test_redis_entries_outlive_every_token_they_revoke(shared_redis: Redis
             assert await store.revoked(_vt(t)) is not None
     finally:
         await store.aclose()
+
+
+async def test_a_large_token_the_verifier_accepts_is_revocable() -> None:
+    """A source may accept tokens up to 64 KiB (max_token_bytes): so must {"token": T}."""
+    sources = [cognito_source(max_token_bytes=32768), oidc_source()]
+    verifier, _, _, wall, _ = build(sources, wall=FakeClock(1_800_000_000.0))
+    now = wall.t
+    claims = _claims(sources[0], iat=now, exp=now + 3600, pad="p" * 20000)
+    token = make_token(claims)
+    assert len(token) > 16 * 1024
+    assert (await verifier.verify(token, allowed_sources=("pool",))).claims["jti"] == claims["jti"]
+    store = MemoryStore(clock=wall)
+    app = admin_app(store, verifier, wall, sources, RevocationConfig())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://admin") as c:
+        r = await c.post("/revocations", json={"token": token}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    assert r.json()["jti"] == claims["jti"]
