@@ -23,8 +23,9 @@ POLICY_VIOLATION = 1008
 async def watch_websocket(app: Callable[..., Awaitable[None]], scope: dict[str, Any],
                           receive: Callable[[], Awaitable[dict[str, Any]]],
                           send: Callable[[dict[str, Any]], Awaitable[None]],
-                          engine: Any, token: VerifiedToken) -> None:
-    """Run the app for one WebSocket; close it with 1008 when the token stops being valid."""
+                          engine: Any, token: VerifiedToken | None) -> None:
+    """Run the app for one WebSocket; close it with 1008 when the token stops being valid
+    (no token, a public route: only the inbox's limits apply)."""
     closed = asyncio.Event()
     accepted = asyncio.Event()
     inbox = Inbox(receive, engine.config.websocket)
@@ -45,6 +46,8 @@ async def watch_websocket(app: Callable[..., Awaitable[None]], scope: dict[str, 
                         "reason": "message too big"})
 
     async def expire() -> None:
+        if token is None:
+            return
         source = engine.config.source_by_id(token.source_id)
         deadline = token.exp + source.clock_skew_seconds
         reason = "token expired"

@@ -278,13 +278,14 @@ async def app(scope, receive, send):
         return
     await receive()
     await send({"type": "websocket.accept"})
+    echo = scope["path"].endswith("/echo")
     while True:
-        if scope["path"] != "/echo":
+        if not echo:
             await asyncio.sleep(1.0)                  # a slow app: one message a second
         msg = await receive()
         if msg["type"] == "websocket.disconnect":
             return
-        if scope["path"] == "/echo":
+        if echo:
             await send({"type": "websocket.send", "text": msg.get("text") or "bin"})
 
 app = GatewayMiddleware(app, config=os.environ["HOST_APP_CONFIG"])
@@ -341,7 +342,11 @@ async def test_middleware_stops_reading_for_a_slow_app(host_app, signer) -> None
     assert sent < 64 * MIB, sent / MIB
     assert took < SERVED_WITHIN
     # the server here accepts 16 MiB messages: the middleware enforces max_message_bytes
-    async with connect(ws_base + "/echo", additional_headers=headers, open_timeout=WAIT,
-                       max_size=None) as ws:
-        await ws.send(b"x" * (MIB + 1))
-        assert await closed_code(ws) == 1009
+    for path, hdrs in (("/echo", headers), ("/public/echo", {})):     # public routes too
+        async with connect(ws_base + path, additional_headers=hdrs, open_timeout=WAIT,
+                           max_size=None) as ws:
+            await ws.send(b"x" * MIB)
+            async with asyncio.timeout(WAIT):
+                assert await ws.recv() == "bin"
+            await ws.send(b"x" * (MIB + 1))
+            assert await closed_code(ws) == 1009, path
