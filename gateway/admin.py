@@ -60,6 +60,14 @@ def build_admin_app(current: Callable[[], Engine]) -> Starlette:
     async def revocations(request: Request) -> Response:
         return await handler_for(current())(request)
 
+    async def sessions(request: Request) -> Response:   # DELETE /sessions?sub= (SESSIONS.md)
+        from .sessions.endpoints import admin_end_sessions  # noqa: PLC0415
+        engine = current()
+        status, body = await admin_end_sessions(
+            engine.sessions.manager if engine.sessions else None, engine.config.admin.token,
+            request.scope["headers"], dict(request.query_params))
+        return JSONResponse(body, status_code=status)
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return PlainTextResponse("not found", status_code=404)
 
@@ -69,4 +77,5 @@ def build_admin_app(current: Callable[[], Engine]) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/.well-known/jwks.json", jwks, methods=["GET", "HEAD"]),
         Route("/revocations", revocations, methods=["GET", "POST", "DELETE"]),
+        Route("/sessions", sessions, methods=["DELETE"]),
     ], exception_handlers={404: not_found})

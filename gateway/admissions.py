@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable
 
 from .config import Config
+from .conditions import header_key
 from .principal import RequestFacts
 
 __all__ = ["Admission", "AdmissionCache", "fact_reads"]
@@ -38,16 +39,17 @@ class Admission:
 
 def fact_reads(config: Config) -> tuple[bool, bool, bool, tuple[str, ...]]:
     """(source_ip, secure, time, header names) that any condition reads; header names are
-    lower-case, as ``RequestFacts.headers`` keys them, and include the role-request headers."""
+    canonical, as ``RequestFacts.headers`` keys them, and include the role-request headers."""
     keys: set[str] = set()
     statements = [s for r in config.roles.values() for s in r.statements]
     statements += [s for g in config.guardrails for s in g.statements]
     for st in statements:
         for _op, pairs in st.condition:
             keys.update(k for k, _ in pairs)
-    headers = {k.split("/", 1)[1].lower() for k in keys if k.startswith("req:header/")}
-    headers.update(m.role_request_header.lower() for m in config.mappings.values()
-                   if m.role_request_header)
+    # canonical, as RequestFacts.headers keys them (`X_Tenant.Id` is `x-tenant-id`)
+    headers = {header_key(k) for k in keys if k.startswith("req:header/")}
+    headers.update(header_key("req:header/" + m.role_request_header)
+                   for m in config.mappings.values() if m.role_request_header)
     headers.add("x-gateway-role")                 # the default when a source has no mapping
     return ("req:source_ip" in keys, "req:secure" in keys, "req:time" in keys,
             tuple(sorted(headers)))
@@ -70,7 +72,9 @@ class AdmissionCache:
 
     def key(self, token: str, facts: RequestFacts) -> tuple[Any, ...]:
         h = facts.headers
-        return (token, facts.method, facts.path,
+        # a read header sent more than once is a 400 (policy.py): never a hit for one value
+        amb = (facts.ambiguous and not facts.ambiguous.isdisjoint(self.reads_headers)) or None
+        return (token, facts.method, facts.path, amb,
                 facts.source_ip if self.reads_ip else None,
                 facts.secure if self.reads_secure else None,
                 tuple(h.get(n) for n in self.reads_headers))

@@ -19,7 +19,7 @@ from typing import Any
 
 from .config import Statement, condition_operator_base
 from .errors import ConfigError
-from .patterns import VARIABLE_RE
+from .patterns import VARIABLE_RE, Glob
 from .principal import RequestFacts
 
 UNRESOLVED = None     # a variable with no usable value
@@ -110,9 +110,15 @@ def _reader(key: str) -> Reader:
     if key == "req:time":
         return lambda c: (repr(float(c.facts.now)),)
     if key.startswith("req:header/"):
-        header = key[len("req:header/"):].lower()
+        header = header_key(key)
         return lambda c: (c.facts.headers[header],) if header in c.facts.headers else None
     raise ValueError(key)
+
+
+def header_key(key: str) -> str:
+    """The canonical header name a ``req:header/<name>`` key reads (``X_Tenant.Id`` ->
+    ``x-tenant-id``): every spelling of a name is one header (LIMITS.md "Policy inputs")."""
+    return key[len("req:header/"):].lower().replace("_", "-").replace(".", "-")
 
 
 # --------------------------------------------------------------------------- value parsing
@@ -139,16 +145,10 @@ def _date(text: str) -> float | None:
     return d.timestamp()
 
 
-def like_regex(parts: list[tuple[bool, str]]) -> str:
-    """IAM ``*``/``?`` glob (crossing ``/``); parts flagged True are literal (substituted)."""
-    out = []
-    for literal, text in parts:
-        if literal:
-            out.append(re.escape(text))
-        else:
-            out.append("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch)
-                               for ch in text))
-    return "(?s:" + "".join(out) + ")"
+def like_glob(parts: list[tuple[bool, str]]) -> Glob:
+    """IAM ``*``/``?`` glob (crossing ``/``); parts flagged True are literal (substituted).
+    Matched in linear time (patterns.Glob), never as a regex: values are request data."""
+    return Glob(parts)
 
 
 @functools.lru_cache(maxsize=4096)   # pure: the same few client addresses recur
@@ -180,8 +180,7 @@ _ORDER: dict[str, Callable[[float, float], bool]] = {
 _POSITIVE: dict[str, tuple[Callable[[Any], Any], Callable[[str, Any], bool]]] = {
     "StringEquals": (lambda v: v, lambda k, v: k == v),
     "StringEqualsIgnoreCase": (lambda v: v.casefold(), lambda k, v: k.casefold() == v),
-    "StringLike": (lambda v: re.compile(like_regex([(False, v)])),
-                   lambda k, v: v.fullmatch(k) is not None),
+    "StringLike": (lambda v: like_glob([(False, v)]), lambda k, v: v.match(k)),
     "Bool": (lambda v: v.lower() if v.lower() in ("true", "false") else None,
              lambda k, v: v is not None and k.lower() == v),
     "IpAddress": (lambda v: v, _ip_in),
@@ -199,8 +198,8 @@ _NEGATED = {"StringNotEquals": "StringEquals", "StringNotEqualsIgnoreCase": "Str
 class Condition:
     """One ``operator: {key: values}`` pair. ``test`` answers True, False or None (unresolved)."""
 
-    __slots__ = ("if_exists", "key", "like", "negated", "null", "op", "pred", "prep", "read",
-                 "set_op", "static", "templates")
+    __slots__ = ("header", "if_exists", "key", "like", "negated", "null", "op", "pred", "prep",
+                 "read", "set_op", "static", "templates")
 
     def __init__(self, op: str, key: str, values: tuple[Any, ...], path: str) -> None:
         self.op, self.key = op, key
@@ -214,6 +213,7 @@ class Condition:
         self.pred: Callable[[str, Any], bool]
         self.prep, self.pred = _POSITIVE.get(_NEGATED.get(base, base), _NULL)
         self.read = _reader(key)
+        self.header = header_key(key) if key.startswith("req:header/") else None
         texts = [v if not isinstance(v, (str, int, float, bool)) else scalar_text(v)
                  for v in values]
         self.templates = tuple(t for t in texts if isinstance(t, str) and VARIABLE_RE.search(t))
@@ -234,7 +234,7 @@ class Condition:
             if texts is None:
                 return None
             for text in texts:
-                out.append(re.compile(text) if self.like else self.prep(text))
+                out.append(text if self.like else self.prep(text))
         return out
 
     def test(self, ctx: Context) -> bool | None:
@@ -259,10 +259,10 @@ class Condition:
 
 
 def substitute(template: str, ctx: Context, *, literal_for_like: bool = False,
-               limit: int = 64) -> list[str] | None:
+               limit: int = 64) -> list[Any] | None:
     """Every expansion of ``template`` (one per list-claim value); None if any is unresolved.
 
-    With ``literal_for_like`` the result is a StringLike regex whose substituted parts are
+    With ``literal_for_like`` the result is a StringLike ``Glob`` whose substituted parts are
     literal (a claim value ``*`` matches only ``*``).
     """
     pos = 0
@@ -276,7 +276,7 @@ def substitute(template: str, ctx: Context, *, literal_for_like: bool = False,
         pos = m.end()
     tail = (False, template[pos:])
     if literal_for_like:
-        return [like_regex(c + [tail]) for c in combos]
+        return [like_glob(c + [tail]) for c in combos]
     return ["".join(t for _, t in c) + tail[1] for c in combos]
 
 

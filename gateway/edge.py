@@ -22,8 +22,11 @@ from .forward.outbound import gateway_headers, removed_names
 from .forward.proxy import Transport, forward
 from .middleware import GatewayMiddleware, record, refusal
 from .routes import normalise_path
+from .sessions import dispatch as sessions_dispatch
 
 __all__ = ["ProxyApp"]
+
+OUTBOUND_MEMO_ENTRIES = 4096
 
 
 class ProxyApp:
@@ -32,6 +35,8 @@ class ProxyApp:
     def __init__(self, middleware: GatewayMiddleware, transport: Transport) -> None:
         self.middleware = middleware
         self.transport = transport
+        self._memo: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}
+        self._memo_engine: Any = None
 
     @property
     def engine(self) -> Any:
@@ -52,6 +57,8 @@ class ProxyApp:
         engine = self.middleware.engine
         if not engine.started:
             await self.middleware.startup()
+        if scope["path"].startswith("/_poolgate/"):          # reserved: never forwarded
+            return await sessions_dispatch(engine.sessions, scope, receive, send)
         t0 = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
@@ -68,6 +75,8 @@ class ProxyApp:
                                       listen.trusted_proxies)
                 outcome, extra = await self.admit(engine, headers, scope, facts)
             except GatewayError as e:
+                if engine.sessions is not None:
+                    e = engine.sessions.refusal(e, scope)   # a navigation without session: 302
                 await self._refuse(send, e, rid)
                 record(engine, method, scope["path"], e.status, e.route or "-", "deny", e.code,
                        e.role, t0, rid)
@@ -80,10 +89,9 @@ class ProxyApp:
                        rid)
                 return
             upstream = engine.config.upstreams[route.upstream]
-            out = upstream_request_headers(
-                headers, remove=removed_names(engine), peer=peer, trusted=trusted,
-                scheme=scope.get("scheme", "http"), host=_host(headers, scope),
-                request_id=rid, upstream_authority=upstream.authority, extra=extra)
+            client = headers if engine.sessions is None else engine.sessions.strip(headers)
+            out = self.outbound(engine, client, scope, peer, trusted, upstream.authority,
+                                rid, extra, facts)
             decision, code = "allow", outcome.decision.reason
             try:
                 status = await forward(scope, receive, send, transport=self.transport,
@@ -102,7 +110,11 @@ class ProxyApp:
         """The pipeline's outcome and the gateway's headers for it, from the admission cache
         when the same token asked the same thing and nothing it depends on moved."""
         query = scope.get("query_string", b"")
-        token = bearer_token(headers, query)
+        token = None
+        if engine.sessions is not None:      # the session's access token, on routes taking one
+            token = await engine.sessions.token(scope, facts, engine.pipeline)
+        if token is None:
+            token = bearer_token(headers, query)
         cache = engine.admissions
         pipeline = engine.pipeline
         if token is None or not cache.enabled:
@@ -136,6 +148,31 @@ class ProxyApp:
         if outcome.principal.token is not None:
             cache.put(key, outcome, extra, generation, now)
         return outcome, extra
+
+    def outbound(self, engine: Any, headers: list[tuple[bytes, bytes]], scope: dict[str, Any],
+                 peer: str, trusted: bool, authority: str, rid: str,
+                 extra: list[tuple[bytes, bytes]], facts: Any) -> list[tuple[bytes, bytes]]:
+        """``upstream_request_headers`` for this request. The client's part is a pure function
+        of the raw headers, the peer and the upstream, and clients repeat their headers
+        request after request: it is memoised (bounded, per engine), and only the request id
+        and the gateway's own headers (all of whose names the client part already strips) are
+        put in per request."""
+        if self._memo_engine is not engine:
+            self._memo, self._memo_engine = {}, engine
+        # the chain and scheme policy decided on (facts.py), functions of the key's parts
+        scheme = "https" if facts.secure else "http"
+        key = (tuple(headers), peer, trusted, scheme, authority)
+        base = self._memo.get(key)
+        if base is None:
+            base = upstream_request_headers(
+                headers, remove=removed_names(engine), peer=peer, trusted=trusted,
+                scheme=scheme, host=_host(headers, scope), request_id="-",
+                upstream_authority=authority, extra=[], chain=facts.chain)
+            if len(self._memo) >= OUTBOUND_MEMO_ENTRIES:
+                del self._memo[next(iter(self._memo))]
+            self._memo[key] = base
+        rid_header = (b"x-request-id", rid.encode("ascii"))
+        return [rid_header if h[0] == b"x-request-id" else h for h in base] + extra
 
     async def _refuse(self, send: Any, e: GatewayError, rid: str) -> None:
         hdrs, body = refusal(e, rid, dated=True)

@@ -63,6 +63,8 @@ class Engine:
                                  revocation=self.store, mapper=self.mapper, policy=self.policy,
                                  fallback_auth=mw.default if middleware_mode else None,
                                  fallback_service=mw.service if middleware_mode else None)
+        from .sessions import build_sessions   # noqa: PLC0415 (sessions room, SESSIONS.md)
+        self.sessions = build_sessions(self)
         self.started = False
         self.metrics.collect_hooks["revocation"] = self._store_gauge
 
@@ -83,12 +85,16 @@ class Engine:
         await self.jwks.start()
         if self.store is not None:
             await self.store.start()
+        if self.sessions is not None:
+            await self.sessions.start()
 
     async def aclose(self) -> None:
         if not self.started:
             return
         self.started = False
         await self.jwks.aclose()
+        if self.sessions is not None:
+            await self.sessions.aclose()
         if self.store is not None:
             await self.store.aclose()
 

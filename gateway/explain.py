@@ -147,8 +147,18 @@ def _headers(args: argparse.Namespace) -> tuple[list[tuple[bytes, bytes]], dict[
         if name == "authorization":
             raise ConfigError("--header", "give the token with --token (or --claims)")
         headers.append((name.encode("latin-1"), v.strip().encode("latin-1")))
-        hmap.setdefault(name, v.strip())
+        hmap.setdefault(name.replace("_", "-").replace(".", "-"), v.strip())   # canonical, as facts
     return headers, hmap
+
+
+def _repeated(headers: list[tuple[bytes, bytes]]) -> frozenset[str]:
+    """Canonical names given more than once (a condition reading one is 400, as in serve)."""
+    seen: set[str] = set()
+    out: set[str] = set()
+    for k, _ in headers:
+        name = k.decode("latin-1").replace("_", "-").replace(".", "-")
+        (out if name in seen else seen).add(name)
+    return frozenset(out)
 
 
 def _store_mode(cfg: Config) -> tuple[str | None, str]:
@@ -195,7 +205,8 @@ async def explain(args: argparse.Namespace) -> int:
     try:
         path = normalise_path(args.path.split("?", 1)[0])
         facts = RequestFacts(method=args.method.upper(), path=path, source_ip=args.source_ip,
-                             secure=args.secure, now=engine.clock(), headers=hmap)
+                             secure=args.secure, now=engine.clock(), headers=hmap,
+                             ambiguous=_repeated(headers))
         token: str | None = None
         if claims is not None:
             token = "--claims"                  # any non-empty value: _ClaimsVerifier answers

@@ -14,9 +14,11 @@ HARD_CAP = 65536   # before any per-source cap: a header this large is never a t
 
 def bearer_token(headers: list[tuple[bytes, bytes]], query_string: bytes = b"") -> str | None:
     """The request's bearer token, None when it carries none (or a non-Bearer scheme)."""
-    if b"access_token" in query_string and any(
+    if (b"access_token" in query_string or b"%" in query_string) and any(
             k == "access_token" for k, _ in parse_qsl(query_string.decode("latin-1"),
                                                       keep_blank_values=True)):
+        # compared after percent-decoding: `access%5Ftoken` and `%61ccess_token` are the
+        # name every upstream framework decodes them to (LIMITS.md "Policy inputs")
         raise InvalidRequest("send the token in the Authorization header, not the query",
                              code="token_in_query")
     found: bytes | None = None

@@ -4,37 +4,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from .forward.headers import is_trusted
+from .forward.chain import chain_of, client_address, forwarded_proto
+from .forward.headers import canonical
 from .principal import RequestFacts
+
+_XFF, _FWD, _XFP = b"x-forwarded-for", b"forwarded", b"x-forwarded-proto"
 
 
 def request_facts(scope: dict[str, Any], path: str, peer: str, trusted: bool, now: float,
                   networks: Any) -> RequestFacts:
     """Method, normalised path, client address, https-ness, time and headers, as policy sees
-    them: the socket peer unless it is a trusted proxy, whose X-Forwarded-* are then believed."""
-    headers = scope["headers"]
+    them and as they are forwarded (the same chain and scheme, see forward/chain.py).
+
+    Header names are canonical (``X_Tenant_Id`` is ``x-tenant-id``); a name with more than one
+    field line is listed in ``ambiguous`` and never read as one value.
+    """
     hmap: dict[str, str] = {}
-    for k, v in headers:
-        name = k.decode("latin-1").lower()
-        if name not in hmap:
+    ambiguous: set[str] = set()
+    xff: list[bytes] = []
+    fwd: list[bytes] = []
+    xfp: list[bytes] = []
+    for k, v in scope["headers"]:
+        c = canonical(k)
+        if c == _XFF:
+            xff.append(v)
+        elif c == _FWD:
+            fwd.append(v)
+        elif c == _XFP:
+            xfp.append(v)
+        name = c.decode("latin-1")
+        if name in hmap:
+            ambiguous.add(name)
+        else:
             hmap[name] = v.decode("latin-1")
-    source_ip, secure = peer, scope.get("scheme") in ("https", "wss")
-    if trusted:
-        xff = hmap.get("x-forwarded-for")
-        if xff:
-            source_ip = _client_from_xff(xff, networks)
-        proto = hmap.get("x-forwarded-proto")
-        if proto:
-            secure = proto.strip().lower() in ("https", "wss")
+    chain = chain_of(xff, fwd, peer, networks, trusted)
+    source_ip = client_address(chain, peer, networks, trusted=trusted)
+    secure = forwarded_proto(xfp, scope.get("scheme", "http"), trusted=trusted) == "https"
     method = scope.get("method", "GET").upper()
     return RequestFacts(method=method, path=path, source_ip=source_ip, secure=secure, now=now,
-                        headers=hmap)
-
-
-def _client_from_xff(xff: str, networks: Any) -> str:
-    """The rightmost X-Forwarded-For hop that is not itself a trusted proxy."""
-    hops = [h.strip() for h in xff.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not is_trusted(hop, networks):
-            return hop
-    return hops[0] if hops else ""
+                        headers=hmap, ambiguous=frozenset(ambiguous), chain=chain.hops)

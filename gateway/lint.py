@@ -13,7 +13,7 @@ import re
 from .config import Config, Statement
 from .patterns import PathPattern, PatternError, policy_variables
 
-__all__ = ["ALWAYS_PRESENT_CLAIMS", "lint"]
+__all__ = ["ALWAYS_PRESENT_CLAIMS", "lint", "slow_regex"]
 
 # claims every verified token carries (verification requires them)
 ALWAYS_PRESENT_CLAIMS = frozenset({"sub", "iss", "exp"})
@@ -41,9 +41,51 @@ def _always_true(claim: str, op: str, value: object) -> bool:
     return op == "regex" and getattr(value, "pattern", value) in _MATCH_ALL
 
 
+def slow_regex(source: str) -> bool:
+    """Whether a regex can backtrack super-linearly: a quantified group that itself holds an
+    unbounded quantifier (``(a+)+``), or two unbounded quantifiers (``.*-.*``: O(n^2)).
+
+    The one place poolgate still runs a configured regex on request data is a mapping rule's
+    ``op: regex`` on a claim (path patterns, actions and StringLike are linear matchers).
+    """
+    unbounded, depth, in_class, esc = 0, 0, False, False
+    group_unbounded: list[int] = []
+    closed_with = -1
+    for ch in source:
+        if esc:
+            esc = False
+            continue
+        if ch == "\\":
+            esc = True
+            continue
+        if in_class:
+            in_class = ch != "]"
+            continue
+        if ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+            group_unbounded.append(unbounded)
+        elif ch == ")" and depth:
+            depth -= 1
+            closed_with = unbounded - group_unbounded.pop()
+            continue
+        elif ch in "*+" or ch == "{":
+            if closed_with > 0:
+                return True
+            unbounded += 1
+        closed_with = -1
+    return unbounded >= 2
+
+
 def _mappings(cfg: Config, out: list[str]) -> None:
     for src, m in cfg.mappings.items():
         base = f"mappings.{src}"
+        for r in m.rules:
+            src_text = getattr(r.value, "pattern", None)
+            if r.op == "regex" and isinstance(src_text, str) and slow_regex(src_text):
+                out.append(f"{r.path}.value: regex may backtrack (time super-linear in the "
+                           "claim length); use starts_with/ends_with/any_of or a simpler regex")
         if m.mode != "rules" and m.rules:
             out.append(f"{base}.rules: ignored because mode is {m.mode}")
         if m.mode == "rules":

@@ -26,6 +26,7 @@ from .facts import request_facts
 from .forward.headers import canonical, check_framing, is_trusted, request_id
 from .principal import Principal, RequestFacts
 from .routes import normalise_path
+from .sessions import dispatch as sessions_dispatch
 from .watch import watch_websocket
 
 Scope = dict[str, Any]
@@ -143,6 +144,8 @@ class GatewayMiddleware:
         engine = self.engine
         if not engine.started:           # no lifespan ran (e.g. a server with lifespan off)
             await self.startup()
+        if scope["type"] == "http" and scope["path"].startswith("/_poolgate/"):   # reserved
+            return await sessions_dispatch(engine.sessions, scope, receive, send)
         t0 = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
@@ -166,9 +169,13 @@ class GatewayMiddleware:
             if kind == "websocket" and (
                     engine.pipeline.route(facts.method, path)[0].auth != "public"):
                 ws_token = _websocket_token(headers)      # a public route ignores tokens
+            elif engine.sessions is not None:
+                ws_token = await engine.sessions.token(scope, facts, engine.pipeline)
             outcome = await engine.pipeline.authorize(headers, scope.get("query_string", b""),
                                                       facts, token=ws_token)
         except GatewayError as e:
+            if engine.sessions is not None:
+                e = engine.sessions.refusal(e, scope)   # navigation without session: 302
             code, decision = e.code, "deny"
             status[0] = e.status
             await self._refuse(scope, receive, send, e, rid)
@@ -183,6 +190,8 @@ class GatewayMiddleware:
         inner["poolgate"] = RequestContext(outcome, path, rid, peer, trusted, engine, facts)
         if not self.proxy:
             inner["headers"] = _without(headers, engine)
+        if engine.sessions is not None:           # our cookies never leave the gateway
+            inner["headers"] = engine.sessions.strip(inner["headers"])
         if kind == "websocket":
             # the app must not echo a bearer.<token> entry back as the accepted subprotocol
             inner["subprotocols"] = [p for p in scope.get("subprotocols", ())
@@ -247,6 +256,7 @@ def refusal(e: GatewayError, rid: str, *, dated: bool) -> tuple[list[tuple[bytes
         hdrs.append((b"date", _http_date()))
     if e.retry_after is not None:
         hdrs.append((b"retry-after", str(e.retry_after).encode()))
+    hdrs.extend(getattr(e, "extra_headers", ()))   # e.g. Location of a sign-in redirect
     return hdrs, body
 
 

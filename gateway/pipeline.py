@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from . import tracing
 from .config import Config, Route
-from .errors import Forbidden, GatewayError, InvalidToken, MissingToken, Unavailable
+from .errors import BadRequest, Forbidden, GatewayError, InvalidToken, MissingToken, Unavailable
 from .extract import bearer_token
 from .mapping import RoleMapper
 from .policy import PolicyEngine, scopes_satisfied
@@ -149,7 +149,12 @@ class Pipeline:
     def _requested_role(self, source_id: str, facts: RequestFacts) -> str | None:
         mapping = self.config.mappings.get(source_id)
         header = mapping.role_request_header if mapping is not None else "x-gateway-role"
-        return facts.headers.get(header) if header else None
+        if not header:
+            return None
+        header = header.replace("_", "-").replace(".", "-")      # canonical, as facts keys
+        if header in facts.ambiguous:
+            raise BadRequest(f"more than one value for {header}", code="ambiguous_header")
+        return facts.headers.get(header)
 
     def _decide(self, route: Route, params: Mapping[str, str], facts: RequestFacts,
                 principal: Principal, rule: str | None, decision_id: str) -> Decision:

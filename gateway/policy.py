@@ -1,29 +1,27 @@
 """Step 4b, authorize: a role's statements, variables, conditions and guardrails -> Decision. Pure.
 
-Everything is compiled once from the config; per request only regexes run. A resource with
-policy variables keeps a regex *template*: values are substituted escaped (literally), and the
-compiled result is cached per substituted source (bounded LRU).
+Everything is compiled once from the config; per request only linear-time matchers run (no
+regular expression sees request data). A resource with policy variables compares each
+variable's value, literally, against the percent-decoded path segment (patterns.py).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import functools
 import itertools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .conditions import Condition, Context, compile_conditions, conditions_hold
 from .config import Config, Route, Statement
-from .errors import ConfigError
-from .patterns import VARIABLE_RE, PatternError, pattern_regex
+from .errors import BadRequest, ConfigError, GatewayError
+from .patterns import (VARIABLE_RE, Glob, PathPattern, PatternError, decoded_segment,
+                       segment_value_ok, split_path)
 from .principal import Decision, RequestFacts
 
 __all__ = ["PolicyEngine", "scopes_satisfied"]
 
-_PH = "\ue000{}\ue001"                        # placeholder for a variable while compiling
-_PH_RE = re.compile("\ue000(\\d+)\ue001")
 _MAX_EXPANSIONS = 64
 _PERMS_CACHE = 1024                           # per (role, upstream) plan
 _UNSAFE_IN_PERMS = re.compile(r"[*{}?\[\]]")    # would read as a wildcard downstream
@@ -31,10 +29,6 @@ _UNSAFE_IN_PERMS = re.compile(r"[*{}?\[\]]")    # would read as a wildcard downs
 
 def _glob(patterns: tuple[str, ...], flags: int = 0) -> re.Pattern[str]:
     return re.compile("|".join(fnmatch.translate(p) for p in patterns), flags)
-
-
-def _segment_safe(v: str) -> bool:
-    return bool(v) and "/" not in v and v not in (".", "..")
 
 
 def scopes_satisfied(route: Route, scopes: tuple[str, ...], token_use: str | None) -> bool:
@@ -50,57 +44,43 @@ def scopes_satisfied(route: Route, scopes: tuple[str, ...], token_use: str | Non
 
 
 class _Resource:
-    """One ``<upstream glob>:<path pattern>``; a static regex or a template with variables."""
+    """One ``<upstream glob>:<path pattern>``; variables are compared against decoded segments."""
 
-    __slots__ = ("parts", "path", "raw", "static", "upstream", "vars")
+    __slots__ = ("path", "pattern", "raw", "upstream", "vars")
 
     def __init__(self, raw: str, where: str) -> None:
         self.raw = raw
         self.upstream, _, self.path = raw.partition(":")
-        self.vars: tuple[tuple[str, str | None], ...] = ()
-        self.parts: tuple[str, ...] = ()
-        self.static: re.Pattern[str] | None = None
+        self.pattern: PathPattern | None = None      # None: "<upstream>:*", every path
         if "${" in self.upstream:
             raise ConfigError(where, "policy variables are not allowed in the upstream part")
-        if self.path == "*":                    # "orders:*": every path of the upstream
-            self.static = re.compile(r"/.*", re.DOTALL)
+        self.vars: tuple[tuple[str, str | None], ...] = ()
+        if self.path == "*":
             return
-        found = list(VARIABLE_RE.finditer(self.path))
-        counter = itertools.count()
-        masked = VARIABLE_RE.sub(lambda m: _PH.format(next(counter)), self.path)
         try:
-            src, _ = pattern_regex(masked)
+            self.pattern = PathPattern.compile(self.path, variables=True)
         except PatternError as e:
             raise ConfigError(where, str(e))
-        src = src[1:-1]                          # drop ^ $: we fullmatch
-        if not found:
-            self.static = re.compile(src)
-            return
-        self.vars = tuple((m.group(1), m.group(2)) for m in found)
-        pieces = _PH_RE.split(src)               # lit, idx, lit, idx, ..., lit
-        self.parts = tuple(pieces)
+        self.vars = self.pattern.variables
 
     def expansions(self, ctx: Context) -> list[tuple[str, ...] | None]:
-        """Value tuples for the variables (one per list-claim combination); None = unresolved."""
+        """Value tuples for the variables (one per list-claim combination); None = unresolved
+        or a value that can never name a path segment (``/``, control characters, empty)."""
         values = []
         for kind, name in self.vars:
             v = ctx.variable(kind, name)
             if v is None:
                 return [None]
+            if kind == "path":                   # a captured segment: compare it decoded too
+                v = tuple(d if (d := decoded_segment(x)) is not None else "" for x in v)
             values.append(v)
         total = 1
         for v in values:
             total *= len(v)
         if total > _MAX_EXPANSIONS:
             return [None]
-        return [combo if all(_segment_safe(x) for x in combo) else None
+        return [combo if all(segment_value_ok(x) for x in combo) else None
                 for combo in itertools.product(*values)]
-
-    def regex_source(self, combo: tuple[str, ...]) -> str:
-        out = []
-        for i, piece in enumerate(self.parts):
-            out.append(piece if i % 2 == 0 else re.escape(combo[int(piece)]))
-        return "".join(out)
 
     def text(self, combo: tuple[str, ...]) -> str:
         it = iter(combo)
@@ -112,7 +92,8 @@ class _Compiled:
 
     def __init__(self, st: Statement) -> None:
         self.st, self.label, self.deny = st, st.label, st.effect == "deny"
-        self.actions = _glob(st.actions, re.IGNORECASE)
+        # the method is request data: linear globs, never a regex (case-insensitive)
+        self.actions = tuple(Glob.of(a.lower()) for a in st.actions)
         self.resources = tuple(_Resource(r, f"{st.path}.resource[{j}]")
                                for j, r in enumerate(st.resources))
         self.conditions: tuple[Condition, ...] = compile_conditions(st)
@@ -129,20 +110,21 @@ class _Bound:
     def __init__(self, c: _Compiled, resources: tuple[_Resource, ...]) -> None:
         self.c, self.resources, self.label, self.deny = c, resources, c.label, c.deny
 
-    def matches(self, ctx: Context, actions: tuple[str, ...], path: str,
-                compile_: Callable[[str], re.Pattern[str]]) -> bool:
-        rx = self.c.actions
-        if not any(rx.match(a) for a in actions):
+    def matches(self, ctx: Context, actions: tuple[str, ...], segs: list[str]) -> bool:
+        globs = self.c.actions
+        if not any(g.match(a) for a in actions for g in globs):
             return False
-        if not self._resource_matches(ctx, path, compile_):
+        if not self._resource_matches(ctx, segs):
             return False
         return not self.c.conditions or conditions_hold(self.c.conditions, ctx, self.deny)
 
-    def _resource_matches(self, ctx: Context, path: str,
-                          compile_: Callable[[str], re.Pattern[str]]) -> bool:
+    def _resource_matches(self, ctx: Context, segs: list[str]) -> bool:
         for r in self.resources:
-            if r.static is not None:
-                if r.static.fullmatch(path):
+            pattern = r.pattern
+            if pattern is None:
+                return True
+            if not r.vars:
+                if pattern.match_segments(segs):
                     return True
                 continue
             for combo in r.expansions(ctx):
@@ -150,7 +132,7 @@ class _Bound:
                     if self.deny:                # fail closed
                         return True
                     continue
-                if compile_(r.regex_source(combo)).fullmatch(path):
+                if pattern.match_segments(segs, None, combo):
                     return True
         return False
 
@@ -158,7 +140,8 @@ class _Bound:
 class _Plan:
     """Per (role, upstream): the statements that can matter, split by kind."""
 
-    __slots__ = ("allows", "denies", "guard_allows", "own", "perms", "perms_cache", "variables")
+    __slots__ = ("allows", "denies", "guard_allows", "headers", "own", "perms", "perms_cache",
+                 "variables")
 
     def __init__(self, own: tuple[_Bound, ...], denies: tuple[_Bound, ...],
                  guard_allows: tuple[tuple[str, tuple[_Bound, ...]], ...]) -> None:
@@ -167,6 +150,10 @@ class _Plan:
         self.perms: tuple[dict[str, Any], ...] | None = None     # static roles: computed once
         self.variables = tuple(dict.fromkeys(v for b in own for r in b.resources for v in r.vars))
         self.perms_cache: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
+        # the headers any condition here reads: several values for one of them is a 400
+        self.headers = frozenset(
+            c.header for b in (*own, *denies, *(x for _, g in guard_allows for x in g))
+            for c in b.c.conditions if c.header is not None)
 
     def permissions(self, ctx: Context) -> tuple[dict[str, Any], ...]:
         """Dynamic permissions, cached per the values of the variables they use (bounded)."""
@@ -188,7 +175,7 @@ class PolicyEngine:
         self._guardrails = tuple((g.name, _glob(g.roles), tuple(_Compiled(s) for s in g.statements))
                                  for g in config.guardrails)
         self._plans: dict[tuple[str, str], _Plan] = {}
-        self._compile = functools.lru_cache(maxsize=cache_size)(re.compile)
+        del cache_size                       # kept for callers: nothing is compiled per request
 
     # ------------------------------------------------------------------ building plans
 
@@ -233,6 +220,8 @@ class PolicyEngine:
         try:
             return self._decide(role, route, upstream, facts, claims, tags, path_params,
                                 decision_id)
+        except GatewayError:
+            raise
         except Exception as e:  # noqa: BLE001 -- a bug must fail closed, never 5xx or allow
             return Decision(decision_id, False, role, "policy_error",
                             detail=f"policy evaluation failed ({type(e).__name__}): denied")
@@ -242,21 +231,26 @@ class PolicyEngine:
                 path_params: Mapping[str, str], decision_id: str) -> Decision:
         method = facts.method
         plan = self._plan(role, upstream)
+        if plan.headers and facts.ambiguous and not plan.headers.isdisjoint(facts.ambiguous):
+            names = ", ".join(sorted(plan.headers & facts.ambiguous))
+            raise BadRequest(f"more than one value for {names}, which this route's policy reads",
+                             code="ambiguous_header")
         actions = ("http:" + method.lower(),) if route.action is None else (
             "http:" + method.lower(), route.action.lower())
         ctx = Context(role, claims, tags, path_params, facts)
-        path, comp = facts.path, self._compile
-        denies = tuple(b.label for b in plan.denies if b.matches(ctx, actions, path, comp))
+        path = facts.path
+        segs = split_path(path)                  # once: every statement reads these segments
+        denies = tuple(b.label for b in plan.denies if b.matches(ctx, actions, segs))
         if denies:
             return Decision(decision_id, False, role, "explicit_deny", statements=denies,
                             detail=f"{', '.join(denies)} denies {method} {path} on {upstream}")
-        allows = tuple(b.label for b in plan.allows if b.matches(ctx, actions, path, comp))
+        allows = tuple(b.label for b in plan.allows if b.matches(ctx, actions, segs))
         if not allows:
             return Decision(decision_id, False, role, "no_allow",
                             detail=f"no statement of role {role} allows {method} {path} "
                                    f"on {upstream}")
         for name, stmts in plan.guard_allows:
-            g = tuple(b.label for b in stmts if b.matches(ctx, actions, path, comp))
+            g = tuple(b.label for b in stmts if b.matches(ctx, actions, segs))
             if not g:
                 return Decision(decision_id, False, role, "no_allow", statements=allows,
                                 detail=f"guardrail {name} does not allow {method} {path} "

@@ -66,7 +66,9 @@ class RequestFacts:
     source_ip: str
     secure: bool
     now: float
-    headers: Mapping[str, str] = field(default_factory=dict)   # lower-case name -> first value
+    headers: Mapping[str, str] = field(default_factory=dict)   # canonical name -> first value
+    ambiguous: frozenset[str] = frozenset()     # canonical names sent more than once
+    chain: tuple[str, ...] = ()                 # X-Forwarded-For hops forwarded before the peer
 
     @property
     def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .config import Route
 from .errors import BadRequest, NotFound
+from .patterns import split_path
 
 __all__ = ["Router", "normalise_path"]
 
@@ -136,10 +137,10 @@ class Router:
     def __len__(self) -> int:
         return len(self._routes)
 
-    def _candidates(self, path: str) -> list[int]:
+    def _candidates(self, segs: list[str]) -> list[int]:
         node = self._root
         found = list(node.routes)
-        for seg in path.split("/")[1:]:
+        for seg in segs:
             child = node.children.get(seg)
             if child is None:
                 break
@@ -151,12 +152,13 @@ class Router:
     def match_or_none(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """The first route whose pattern and methods match (GET does not imply HEAD)."""
         routes = self._routes
-        for index in self._candidates(path):
+        segs = split_path(path)                  # once: every candidate matches these segments
+        for index in self._candidates(segs):
             route = routes[index]
             if route.methods is not None and method not in route.methods:
                 continue
-            captures = route.path.match(path)
-            if captures is not None:
+            captures: dict[str, str] = {}
+            if route.path.match_segments(segs, captures):
                 return route, captures
         return None
 

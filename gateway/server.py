@@ -24,6 +24,7 @@ import uvicorn
 
 from . import tracing
 from .config import Config, load_config
+from .decisions.listener import bind_decisions, decision_servers, run_decision_servers
 from .errors import ConfigError, ListenError
 from .listen import LimitedServer, Limits, limits_from, protocol_class
 from .logs import set_level
@@ -220,6 +221,9 @@ async def _serve_worker(path: str, config: Config, proxy_sock: socket.socket,
                                     limits=listener_limits(config, "proxy")))
     admin = _Server(_uvicorn_config(admin_front, config, lifespan="off", tls=False,
                                     limits=listener_limits(config, "admin")))
+    decisions = decision_servers(proxy_app, lambda app: _Server(  # decisions: listener (hook)
+        _uvicorn_config(app, config, lifespan="off", tls=False,
+                        limits=listener_limits(config, "proxy"))))
     loop = asyncio.get_running_loop()
     reload_lock = asyncio.Lock()
     term_at: list[float] = []
@@ -263,7 +267,8 @@ async def _serve_worker(path: str, config: Config, proxy_sock: socket.socket,
     ready_task = loop.create_task(announce_ready(lambda: proxy_app.engine,  # noqa: F841
                                                  to_stdout=workers <= 1))
     try:
-        await asyncio.gather(proxy.run_on([proxy_sock]), admin.run_on([admin_sock]))
+        await asyncio.gather(proxy.run_on([proxy_sock]), admin.run_on([admin_sock]),
+                             run_decision_servers(decisions, proxy))
     finally:
         if term_at:
             log.info("stopped %.2f s after SIGTERM", time.monotonic() - term_at[0],
@@ -275,6 +280,7 @@ async def _serve_worker(path: str, config: Config, proxy_sock: socket.socket,
 async def _reload(path: str, proxy_app: Any, workers: int) -> None:
     """Validate the file, build a new engine next to the live one, warm it, swap atomically."""
     from .engine import Engine  # noqa: PLC0415
+    from .sessions import carry_over as carry_over_sessions  # noqa: PLC0415
     t0 = time.monotonic()
     old = proxy_app.engine
     try:
@@ -301,6 +307,7 @@ async def _reload(path: str, proxy_app: Any, workers: int) -> None:
     if old.config.revocation.store == "memory" and engine.store is not old.store:
         log.warning("reload: revocation settings changed, so the memory store starts empty: "
                     "revocations made through the admin API before this reload are gone")
+    carry_over_sessions(old.sessions, engine.sessions)   # memory sessions survive a reload
     await _warm(engine, old)
     if engine.store is old.store:
         # the store (and, for store: memory, every revocation in it) moves to the new engine;
@@ -347,7 +354,9 @@ def serve(path: str, *, workers: int = 1) -> int:
     set_level(config.logging.level)
     proxy_sock = bind(config.listen.host, config.listen.port)
     admin_sock = bind(config.admin.host, config.admin.port)
-    print(f"poolgate listening proxy={_addr(proxy_sock)} admin={_addr(admin_sock)}", flush=True)
+    extra = bind_decisions(config, bind)            # decisions: listener (hook)
+    print(f"poolgate listening proxy={_addr(proxy_sock)} admin={_addr(admin_sock)}{extra}",
+          flush=True)
     if workers <= 1:
         run_loop(_serve_worker(path, config, proxy_sock, admin_sock, workers=1, early=early))
         return 0

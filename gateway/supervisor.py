@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from . import accesslog
 from .config import Config
+from .decisions.listener import close_decisions
 from .logs import stop_logging
 from .server import _EarlySignals, _serve_worker, run_loop, validate
 
@@ -94,6 +95,7 @@ class _Supervisor:
         # connections are refused instead of queueing on a socket nobody accepts on
         proxy_sock.close()
         admin_sock.close()
+        close_decisions()                     # decisions: listener (hook)
         log.info("started %d workers", self.workers, extra={"fields": {
             "event": "workers", "pids": sorted(self.children)}})
         for sig in queued:

@@ -167,3 +167,21 @@ def test_guardrail_matching_no_role_is_info() -> None:
     out = findings(guardrails=[{"name": "g", "applies_to": {"roles": ["nobody*"]},
                                 "statements": [stmt()]}])
     assert "guardrails[0].applies_to.roles: info: matches no role" in out
+
+
+# --------------------------------------------------------------------------- slow patterns
+
+@pytest.mark.parametrize("regex, slow", [
+    ("^admin-.*$", False), ("[a-z]+@example\\.com", False), ("(ab)+", False),
+    ("(a+)+$", True), (".*-.*-.*\\.csv", True), ("(x*)*y", True),
+])
+def test_backtracking_mapping_regex_is_flagged(regex: str, slow: bool) -> None:
+    """A mapping rule's regex is the one configured regex left on request data (claims);
+    path patterns, actions and StringLike are linear matchers and never flagged."""
+    out = findings(mappings={"pool": {"mode": "rules", "rules": [
+        {"claim": "email", "op": "regex", "value": regex, "role": "admin"}]}},
+        routes=[{"id": "x", "match": {"path": "/exports/*-*-*.csv"}, "upstream": "orders"}])
+    hits = [f for f in out if "may backtrack" in f]
+    assert bool(hits) is slow, out
+    if slow:
+        assert hits[0].startswith("mappings.pool.rules[0].value")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping as TMapping
 
 import yaml
 
 from ..errors import ConfigError
+from .decisions import DecisionsConfig, parse_decisions  # noqa: F401
 from .reader import (_MISSING, _EnvStr, _interpolate, _Node, _pairs,  # noqa: F401
                      _UniqueKeyLoader, _Unset, env_warnings, is_loopback)
 from .schema import (  # noqa: F401 (re-exported: the typed config is public)
@@ -28,6 +30,7 @@ from .sections import (_admin, _check_id, _credential, _identity_source, _listen
                        _mapping, _middleware, _revocation, _route, _statements, _upstream,
                        condition_operator_base)
 from .websocket import WebSocketConfig, parse_websocket  # noqa: F401
+from .sessions import SessionsConfig, check_sessions, parse_sessions  # noqa: F401
 
 # --------------------------------------------------------------------------- the whole file
 
@@ -115,11 +118,13 @@ def parse_config(data: Any, *, source: str | None = None,
         revocation=_revocation(root.node("revocation")),
         downstream_credential=_credential(root.node("downstream_credential")),
         middleware=_middleware(root.node("middleware")), logging=_logging(root.node("logging")),
-        source=source, warnings=(),
+        source=source, warnings=(), sessions=parse_sessions(root),
         websocket=parse_websocket(root.node("websocket")))
+    cfg = replace(cfg, decisions=parse_decisions(root, admin_port=cfg.admin.port, proxy_port=cfg.listen.port))
     root.done()
     cfg = dataclasses.replace(cfg, warnings=tuple(env_warnings(missing)))
     _check_references(cfg)
+    check_sessions(cfg)
     return cfg
 
 

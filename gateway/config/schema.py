@@ -130,6 +130,7 @@ class Route:
     action: str | None = None
     forward_user_token: bool = False
     identity_sources: tuple[str, ...] | None = None   # None: every source
+    credentials: tuple[str, ...] | None = None        # bearer | session; None: both (sessions.py)
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,8 @@ class Config:
     logging: LoggingConfig
     source: str | None = None              # the file it came from, for messages
     warnings: tuple[str, ...] = ()         # soft problems found while loading (unset env in check)
+    decisions: Any = None                  # DecisionsConfig | None (config/decisions.py)
+    sessions: Any = None                   # config.sessions.SessionsConfig | None (browser sessions)
     websocket: WebSocketConfig = WebSocketConfig()
 
     def source_by_id(self, source_id: str) -> IdentitySource:

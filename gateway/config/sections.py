@@ -16,6 +16,7 @@ from .schema import (
     JwksSettings, ListenConfig, ListenLimits, LoggingConfig, MiddlewareConfig, RedisConfig, RevocationConfig,
     Route, SigningKey, TlsConfig, Upstream, _HEADER, _METHOD,
 )
+from .sessions import CREDENTIALS
 from .access import _mapping, _statements, condition_operator_base  # noqa: F401
 
 # --------------------------------------------------------------------------- sections
@@ -201,7 +202,8 @@ def _route(n: _Node, index: int) -> Route:
     cfg = Route(id=rid, path=path, methods=methods, upstream=n.str("upstream", None), auth=auth,
                 required_scopes=n.strs("required_scopes", ()), action=n.str("action", None),
                 forward_user_token=n.bool("forward_user_token", False),
-                identity_sources=n.strs("identity_sources", None, nonempty=True))
+                identity_sources=n.strs("identity_sources", None, nonempty=True),
+                credentials=n.strs("credentials", None, nonempty=True, choices=CREDENTIALS))
     n.done()
     return cfg
 

@@ -95,6 +95,8 @@ def render(g: GuideInput) -> str:
         _curl(f"{gw}/orders/7", g.bob),
         "",
         f"admin token: {g.admin_token}",
+        f"browser sign-in (a session: the tokens stay in the gateway): open "
+        f"{gw}/_poolgate/login?rd=/admin/reports and choose alice",
         f"credential signing key: {g.signing_key_file}   (ES256, kid demo-es256; public half at "
         f"{g.admin}/.well-known/jwks.json)",
         f"issuer key: {g.issuer_key_file}   (state directory {g.state_dir})",

@@ -93,8 +93,10 @@ class DemoIssuer:
                           algorithms=["RS256"], default_type=None)
 
 
-def build_issuer_app(issuer: DemoIssuer) -> Starlette:
-    """``GET /.well-known/jwks.json`` and ``GET|POST /token/<alice|bob|expired>``."""
+def build_issuer_app(issuer: DemoIssuer, oauth: Any = None) -> Starlette:
+    """``GET /.well-known/jwks.json`` and ``GET|POST /token/<alice|bob|expired>``, plus the
+    Cognito-shaped authorization server of ``oauth.py`` (``oauth``: its ``OAuthControl``)."""
+    from .oauth import build_oauth_routes   # noqa: PLC0415 (imports this module)
 
     async def jwks(request: Request) -> Response:
         return JSONResponse(issuer.jwks(), headers={"Cache-Control": "public, max-age=300"})
@@ -113,4 +115,5 @@ def build_issuer_app(issuer: DemoIssuer) -> Starlette:
     return Starlette(routes=[
         Route("/.well-known/jwks.json", jwks, methods=["GET", "HEAD"]),
         Route("/token/{name}", token, methods=["GET", "POST"]),
+        *build_oauth_routes(issuer, oauth),
     ])

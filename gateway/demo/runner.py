@@ -130,7 +130,8 @@ def run(args: Any) -> int:
         key_file = credential_key_file(directory)
         ports = {lst.attr: _port(socks[lst.attr]) for lst in LISTENERS}
         env = {"POOLGATE_ADMIN_TOKEN": secrets.token_urlsafe(32),
-               "POOLGATE_DEMO_STATE_DIR": str(directory)}
+               "POOLGATE_DEMO_STATE_DIR": str(directory),
+               "POOLGATE_DEMO_SESSION_KEY": secrets.token_urlsafe(32)}
         env.update({lst.env: str(ports[lst.attr]) for lst in LISTENERS})
         with config_file() as path:
             config = load_config(path, env={**os.environ, **env})

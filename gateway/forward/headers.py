@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from random import getrandbits
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from ..errors import BadRequest
@@ -20,6 +20,7 @@ __all__ = [
     "HOP_BY_HOP",
     "METHOD_OVERRIDE",
     "canonical",
+    "canonical_request_headers",
     "check_framing",
     "forwarded_for",
     "is_trusted",
@@ -72,8 +73,9 @@ def _drop_set(remove: frozenset[bytes], keep_upgrade: bool) -> frozenset[bytes]:
 
 def _connection_named(raw: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     named: set[bytes] = set()
+    memo = _CANON_CACHE.get
     for name, value in raw:
-        if canonical(name) == b"connection":
+        if (memo(name) or canonical(name)) == b"connection":
             named.update(canonical(t.strip()) for t in value.split(b",") if t.strip())
     return named
 
@@ -85,13 +87,16 @@ def strip_request_headers(raw: Headers, *, remove: frozenset[bytes],
     ``keep_upgrade`` keeps ``Upgrade`` (an authorised WebSocket handshake) even when named in
     Connection; ``Connection`` itself always goes.
     """
+    drop = _drop_for(raw, remove, keep_upgrade)
+    return [(n, v) for n, v in raw if canonical(n) not in drop]
+
+
+def _drop_for(raw: Headers, remove: frozenset[bytes], keep_upgrade: bool) -> frozenset[bytes]:
     drop = _drop_set(frozenset(remove), keep_upgrade)
     named = _connection_named(raw)
     if keep_upgrade:
         named.discard(b"upgrade")
-    if named:
-        drop = drop | named
-    return [(n, v) for n, v in raw if canonical(n) not in drop]
+    return drop | named if named else drop
 
 
 def check_framing(raw: Headers) -> None:
@@ -100,6 +105,11 @@ def check_framing(raw: Headers) -> None:
     codings: list[bytes] = []
     for name, value in raw:
         key = canonical(name)
+        if (key == b"content-length" or key == b"transfer-encoding") and name.lower() != key:
+            # `Content_Length`: the HTTP parser did not frame the body by it, an upstream that
+            # folds `_` would; no reading is safe, so it is refused (never forwarded)
+            raise BadRequest(f"framing header spelled {name.decode('latin-1')!r}",
+                             code="bad_framing")
         if key == b"content-length":
             lengths.extend(v.strip() for v in value.split(b","))
         elif key == b"transfer-encoding":
@@ -143,19 +153,49 @@ def _bytes(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("latin-1")
 
 
+def canonical_request_headers(raw: Headers, drop: frozenset[bytes] = frozenset()) -> Headers:
+    """What is forwarded is what was read: a name spelled with ``_`` or ``.`` goes out in its
+    canonical form (``X_Tenant_Id`` -> ``x-tenant-id``, LIMITS.md "Rules"), and the framing
+    header ``Content-Length`` is re-rendered once as ``content-length: <int>`` (``03`` ->
+    ``3``); ``Transfer-Encoding`` is hop-by-hop and never forwarded. Names in ``drop``
+    (canonical) are left out: one pass, one ``canonical`` lookup per header."""
+    out: Headers = []
+    length: int | None = None
+    memo = _CANON_CACHE.get                 # canonical() without a call per header
+    for n, v in raw:
+        c = memo(n) or canonical(n)
+        if c in drop:
+            continue
+        if c == b"content-length":
+            for item in v.split(b","):
+                item = item.strip()
+                if not _DIGITS.fullmatch(item) or (length is not None and int(item) != length):
+                    raise BadRequest("invalid Content-Length", code="bad_framing")
+                length = int(item)
+            continue
+        out.append((c if (b"_" in n or b"." in n) else n, v))
+    if length is not None:
+        out.append((b"content-length", str(length).encode("ascii")))
+    return out
+
+
 def upstream_request_headers(raw: Headers, *, remove: frozenset[bytes], peer: str, trusted: bool,
                              scheme: str, host: str | bytes | None, request_id: str,
                              upstream_authority: str | bytes,
-                             extra: Headers) -> Headers:
+                             extra: Headers, chain: Sequence[str] | None = None) -> Headers:
     """The complete outbound header list: stripped client headers, then the gateway's own.
 
     Every name the gateway sets here (``extra`` included) is removed from the client's copy
-    first, so exactly one of each reaches the upstream.
+    first, so exactly one of each reaches the upstream. ``chain`` is the X-Forwarded-For list
+    policy walked (RequestFacts.chain); the upstream gets that list followed by the peer.
+    ``scheme`` is the one policy believed (``http``/``https``, or ``ws``/``wss``).
     """
     own = frozenset(canonical(n) for n, _ in extra)
     out = [(b"host", _bytes(upstream_authority))]
-    out += strip_request_headers(raw, remove=frozenset(remove) | own)
-    out.append((b"x-forwarded-for", forwarded_for(raw, peer, trusted=trusted)))
+    out += canonical_request_headers(raw, _drop_for(raw, frozenset(remove) | own, False))
+    xff = (forwarded_for(raw, peer, trusted=trusted) if chain is None else
+           ", ".join([*chain, peer or "unknown"]).encode("latin-1", "replace"))
+    out.append((b"x-forwarded-for", xff))
     out.append((b"x-forwarded-proto", {"ws": b"http", "wss": b"https"}.get(scheme,
                                                                            _bytes(scheme))))
     if host:
@@ -165,13 +205,29 @@ def upstream_request_headers(raw: Headers, *, remove: frozenset[bytes], peer: st
     return out
 
 
+_RESPONSE_KEEP: dict[tuple[tuple[bytes, ...], frozenset[bytes]], tuple[bool, ...]] = {}
+
+
 def response_headers(raw: Headers, *, remove: frozenset[bytes] = frozenset()) -> Headers:
     """Upstream response headers minus hop-by-hop, Connection-named and ``remove``.
 
-    Repeated headers (``Set-Cookie``) are kept, in order.
+    Repeated headers (``Set-Cookie``) are kept, in order. An upstream answers with the same
+    header names response after response: which positions to keep is memoised per name list
+    (bounded), unless a ``Connection`` header names more to drop.
     """
-    drop = HOP_BY_HOP | _connection_named(raw) | remove
-    return [(n, v) for n, v in raw if canonical(n) not in drop]
+    names = tuple(n for n, _ in raw)
+    key = (names, remove)
+    keep = _RESPONSE_KEEP.get(key)
+    if keep is None:
+        canon = [canonical(n) for n in names]
+        drop = HOP_BY_HOP | remove
+        if b"connection" in canon:          # per response: its value names what to drop
+            drop = drop | _connection_named(raw)
+            return [h for h, c in zip(raw, canon) if c not in drop]
+        keep = tuple(c not in drop for c in canon)
+        if len(_RESPONSE_KEEP) < 1024:      # bounded: upstreams choose header names
+            _RESPONSE_KEEP[key] = keep
+    return [h for h, k in zip(raw, keep) if k]
 
 
 def is_trusted(peer: str | None, networks: Iterable[ipaddress.IPv4Network

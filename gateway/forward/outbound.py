@@ -39,16 +39,19 @@ def credential_header(engine: "Engine") -> bytes:
 
 
 def _host(scope: dict[str, Any]) -> str:
-    for k, v in scope["headers"]:
-        if k == b"host":
-            return v.decode("latin-1")
+    """The request's one ``Host`` (validated by the front end: exactly one, LIMITS.md), sent as
+    ``X-Forwarded-Host``; a client's own ``X-Forwarded-Host`` is never passed on."""
+    found = [v for k, v in scope["headers"] if canonical(k) == b"host"]
+    if len(found) == 1:
+        return found[0].decode("latin-1")
     server = scope.get("server")
     return f"{server[0]}:{server[1]}" if server else ""
 
 
 def gateway_headers(engine: "Engine", outcome: Any) -> Headers:
     """The headers the gateway adds for an admitted request: identity headers, the downstream
-    credential, the user token if the route says so."""
+    credential, the user token if the route says so (also what the decision service hands to
+    the asking proxy)."""
     route, principal = outcome.route, outcome.principal
     assert route is not None and route.upstream is not None
     upstream = engine.config.upstreams[route.upstream]
@@ -78,8 +81,10 @@ def gateway_request_headers(scope: dict[str, Any], ctx: "RequestContext", *,
     upstream = engine.config.upstreams[route.upstream]
     if extra is None:
         extra = gateway_headers(engine, ctx.outcome)
+    facts = ctx.facts
+    # the chain and scheme policy decided on (facts.py): the upstream sees the same ones
     return upstream_request_headers(
         scope["headers"], remove=removed_names(engine) | remove if remove else removed_names(engine),
-        peer=ctx.peer, trusted=ctx.trusted, scheme=scope.get("scheme", "http"),
+        peer=ctx.peer, trusted=ctx.trusted, scheme="https" if facts.secure else "http",
         host=_host(scope), request_id=ctx.request_id, upstream_authority=upstream.authority,
-        extra=extra)
+        extra=extra, chain=facts.chain)

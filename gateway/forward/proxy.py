@@ -9,7 +9,7 @@ HTTP/1.1 client (``H1Transport``, forward/h1.py), aiohttp and httpx.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from functools import partial
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -59,13 +59,19 @@ class Transport(Protocol):
 class _Downstream:
     """The client side of one exchange: reads the body once, notices a disconnect."""
 
+    __slots__ = ("_body_done", "body_finished", "closing", "gone", "receive")
+
     def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]], has_body: bool) -> None:
         self.receive = receive
-        self.body_done = asyncio.Event()
-        if not has_body:
-            self.body_done.set()
+        self.body_finished = not has_body
+        self._body_done: asyncio.Event | None = None     # made only if the watcher waits
         self.gone = False
         self.closing = False             # set before the final send: no more cancelling
+
+    def _finished(self) -> None:
+        self.body_finished = True
+        if self._body_done is not None:
+            self._body_done.set()
 
     async def read_first(self, limit: int) -> tuple[list[bytes], bool]:
         """Read the body until it ends or passes ``limit`` bytes: (chunks, complete).
@@ -85,7 +91,7 @@ class _Downstream:
                 chunks.append(chunk)
                 size += len(chunk)
             if not message.get("more_body", False):
-                self.body_done.set()
+                self._finished()
                 return chunks, True
         return chunks, False
 
@@ -102,12 +108,13 @@ class _Downstream:
                 yield chunk
             if not message.get("more_body", False):
                 break
-        self.body_done.set()
-
+        self._finished()
 
     async def watch(self, task: asyncio.Task[Any]) -> None:
         """After the body, wait for ``http.disconnect`` and stop the exchange early."""
-        await self.body_done.wait()
+        if not self.body_finished:
+            self._body_done = asyncio.Event()
+            await self._body_done.wait()
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
@@ -115,6 +122,12 @@ class _Downstream:
                     self.gone = True
                     task.cancel()
                 return
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        """The gateway's own server says the client left (scope extension callback)."""
+        if not self.closing:
+            self.gone = True
+            task.cancel()
 
 
 async def _one(chunks: list[bytes]) -> AsyncIterator[bytes]:
@@ -150,28 +163,24 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
     """
     task = asyncio.current_task()
     assert task is not None
-    down = _Downstream(receive, _has_body(scope.get("headers", [])))
-    loop = asyncio.get_running_loop()
-    watcher: list[asyncio.Task[None]] = []
-
-    def watch() -> None:
-        watcher.append(loop.create_task(down.watch(task)))
-
-    def gone() -> None:
-        if not down.closing:
-            down.gone = True
-            task.cancel()
-
-    watch_timer: asyncio.TimerHandle | None = None
     extensions = scope.get("extensions")
     hook = extensions.get("poolgate.disconnect") if extensions else None
+    # the gateway's own server knows whether the request has a body (its parser framed it)
+    down = _Downstream(receive, hook.has_body if hook is not None
+                       else _has_body(scope.get("headers", [])))
+    loop = asyncio.get_running_loop()
+    watcher: asyncio.Task[None] | None = None
+    watch_timer: asyncio.TimerHandle | None = None
     if hook is not None:
-        # the gateway's own server calls back when the client leaves: nothing to run until then
-        hook.on_disconnect = gone
+        # the gateway's own server calls back when the client leaves: nothing runs until then
+        hook.on_disconnect = partial(down.leave, task)
     else:
         # Most exchanges end before anyone could notice a disconnect: the watcher task (a
         # task, two steps and a cancellation) starts only after _WATCH_AFTER seconds, so a
         # client that leaves is noticed that much later at worst.
+        def watch() -> None:
+            nonlocal watcher
+            watcher = loop.create_task(down.watch(task))
         watch_timer = loop.call_later(_WATCH_AFTER, watch)
     if request_id is not None:
         rid = [(b"x-request-id", request_id)]
@@ -182,7 +191,7 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
     status = CLIENT_CLOSED
     try:
         body: AsyncIterator[bytes] | None = None
-        if not down.body_done.is_set():
+        if not down.body_finished:
             try:
                 first, complete = await down.read_first(buffer_bytes)
             except ClientDisconnected:
@@ -209,15 +218,18 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
         status = response.status
         out = response_headers(response.headers, remove=_X_REQUEST_ID if rid else frozenset())
         await send({"type": "http.response.start", "status": status, "headers": out + rid})
+        chunks = response.aiter_body()
         try:
-            async with contextlib.aclosing(response.aiter_body()) as chunks:
-                async for chunk in chunks:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except GatewayError as exc:
             down.closing = True
             if metrics is not None:
                 metrics.upstream_errors.labels(upstream.id, exc.code).inc()
             return status                # abort: no final message, the server drops the line
+        finally:
+            if chunks is not response:   # a generator (aiohttp, httpx): close it now
+                await chunks.aclose()    # type: ignore[attr-defined]
         down.closing = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return status
@@ -231,7 +243,7 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
             hook.on_disconnect = None
         if watch_timer is not None:
             watch_timer.cancel()
-        if watcher:
-            watcher[0].cancel()
+        if watcher is not None:
+            watcher.cancel()
         if response is not None:
             await response.aclose()

@@ -238,6 +238,7 @@ class Gateway:
         parts = dict(p.split("=", 1) for p in line.split()[2:])
         self.proxy = f"http://{parts['proxy']}"
         self.admin = f"http://{parts['admin']}"
+        self.listening = parts        # every bound listener by name (e.g. decisions=H:P)
         threading.Thread(target=self._drain, daemon=True).start()
         return self
 

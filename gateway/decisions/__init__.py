@@ -1,0 +1,1 @@
+"""The decision service (FORWARD_AUTH.md): the engine as the authorizer an edge proxy calls."""
