@@ -7,6 +7,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from .admin import build_admin_app
+from .aws import sign as aws_sign
 from .config import Config
 from .edge import ProxyApp
 from .engine import Engine
@@ -36,8 +37,12 @@ class ProxyEndpoint:
             raise NotFound("no upstream for this request", code="no_route")
         upstream = engine.config.upstreams[route.upstream]
         headers = gateway_request_headers(scope, ctx)
+        path = ctx.path
+        if upstream.id in engine.aws.upstreams:       # AWS.md: sign with the user's credentials
+            scope, receive, path, headers = await aws_sign(
+                engine.aws, scope, receive, ctx.outcome.principal, path, upstream, headers)
         await forward(scope, receive, send, transport=self.transport, upstream=upstream,
-                      path=ctx.path, headers=headers, metrics=engine.metrics,
+                      path=path, headers=headers, metrics=engine.metrics,
                       buffer_bytes=engine.config.listen.limits.buffer_body_bytes)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 from . import tracing
 from .admissions import REVALIDATE_SECONDS
+from .aws import is_reserved, serve_reserved
+from .aws import sign as aws_sign
 from .errors import GatewayError, NotFound
 from .extract import bearer_token
 from .facts import request_facts
@@ -57,8 +59,6 @@ class ProxyApp:
         engine = self.middleware.engine
         if not engine.started:
             await self.middleware.startup()
-        if scope["path"].startswith("/_poolgate/"):          # reserved: never forwarded
-            return await sessions_dispatch(engine.sessions, scope, receive, send)
         t0 = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
@@ -73,6 +73,13 @@ class ProxyApp:
                 path = normalise_path(scope.get("raw_path") or scope["path"].encode("utf-8"))
                 facts = request_facts(scope, path, peer, trusted, engine.clock(),
                                       listen.trusted_proxies)
+                if is_reserved(path):                 # /_poolgate/: never forwarded
+                    if not path.startswith("/_poolgate/aws/"):
+                        return await sessions_dispatch(engine.sessions, scope, receive, send)
+                    status = await serve_reserved(engine, scope, send, path, facts, rid)
+                    record(engine, method, scope["path"], status, "_poolgate", "allow",
+                           "served", None, t0, rid)
+                    return
                 outcome, extra = await self.admit(engine, headers, scope, facts)
             except GatewayError as e:
                 if engine.sessions is not None:
@@ -92,6 +99,15 @@ class ProxyApp:
             client = headers if engine.sessions is None else engine.sessions.strip(headers)
             out = self.outbound(engine, client, scope, peer, trusted, upstream.authority,
                                 rid, extra, facts)
+            if upstream.id in engine.aws.upstreams:   # AWS.md: the user's own credentials sign
+                try:
+                    scope, receive, path, out = await aws_sign(
+                        engine.aws, scope, receive, outcome.principal, path, upstream, out)
+                except GatewayError as e:
+                    await self._refuse(send, e, rid)
+                    record(engine, method, scope["path"], e.status, route.id, "deny", e.code,
+                           outcome.principal.role, t0, rid)
+                    return
             decision, code = "allow", outcome.decision.reason
             try:
                 status = await forward(scope, receive, send, transport=self.transport,

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import httpx
 
 from .admissions import AdmissionCache
+from .aws import AwsRoom
 from .config import Config
 from .forward.credential import CredentialSigner
 from .forward.identity import IdentityHeaders
@@ -65,6 +66,7 @@ class Engine:
                                  fallback_service=mw.service if middleware_mode else None)
         from .sessions import build_sessions   # noqa: PLC0415 (sessions room, SESSIONS.md)
         self.sessions = build_sessions(self)
+        self.aws = AwsRoom(config, clock=clock)     # AWS.md; inert without an aws: section
         self.started = False
         self.metrics.collect_hooks["revocation"] = self._store_gauge
 
@@ -95,6 +97,7 @@ class Engine:
         await self.jwks.aclose()
         if self.sessions is not None:
             await self.sessions.aclose()
+        self.aws.close()
         if self.store is not None:
             await self.store.aclose()
 

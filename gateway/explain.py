@@ -21,6 +21,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .aws.describe import describe as describe_aws
 from .config import Config, load_config
 from .engine import Engine
 from .errors import ConfigError, Forbidden, GatewayError, InvalidToken
@@ -34,7 +35,9 @@ ALLOW, DENY = 0, 1
 NO_ROLE = "(none)"
 _JWKS_WAIT_SECONDS = 10.0
 _ORDER = ("verification", "identity_source", "revocation", "route", "role", "candidates",
-          "rule", "decision", "reason", "statements", "status", "decision_id", "detail")
+          "rule", "decision", "reason", "statements", "status", "decision_id", "detail",
+          "aws_role_arn", "aws_flow", "aws_session_name", "aws_source_identity",
+          "aws_session_policy", "aws_session_tags", "aws_error")
 
 
 # --------------------------------------------------------------------------- watchers
@@ -244,6 +247,9 @@ async def explain(args: argparse.Namespace) -> int:
         "detail": error.description if error is not None else
                   decision.detail if decision is not None else None,
     }
+    if verified is not None and lines["role"] is not None:     # AWS.md: the rendered policy
+        lines.update(describe_aws(engine.aws, lines["role"], verified.claims,
+                                  mapper.tags(verified.source_id, verified.claims)))
     _print(lines, as_json=args.json)
     return ALLOW if error is None else DENY
 

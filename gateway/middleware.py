@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.authentication import AuthCredentials
 
+from .aws import is_reserved, serve_reserved
 from .config import Config, load_config
 from . import accesslog, tracing
 from .engine import Engine
@@ -165,6 +166,11 @@ class GatewayMiddleware:
             path = normalise_path(scope.get("raw_path") or scope["path"].encode("utf-8"))
             facts = request_facts(scope, path, peer, trusted, engine.clock(),
                            engine.config.listen.trusted_proxies)
+            if self.proxy and is_reserved(path):      # /_poolgate/: never routed (AWS.md)
+                status[0] = await serve_reserved(engine, scope, send, path, facts, rid)
+                self._record(engine, scope, status[0], "_poolgate", "allow", "served", None, t0,
+                             rid)
+                return
             ws_token = None
             if kind == "websocket" and (
                     engine.pipeline.route(facts.method, path)[0].auth != "public"):

@@ -67,6 +67,17 @@ class Pipeline:
             e.route = route.id             # logs and metrics name the route of a refusal too
             raise
 
+    async def authorize_reserved(self, route: Route, headers: list[tuple[bytes, bytes]],
+                                 query: bytes, facts: RequestFacts) -> Outcome:
+        """Steps 1-4 for a gateway-owned endpoint (``/_poolgate/...``): the caller names the
+        route instead of the router."""
+        try:
+            return await self._authorize(route, {}, headers, query, facts, None,
+                                         f"{getrandbits(64):016x}")
+        except GatewayError as e:
+            e.route = route.id
+            raise
+
     async def _authorize(self, route: Route, params: Mapping[str, str],
                          headers: list[tuple[bytes, bytes]], query: bytes,
                          facts: RequestFacts, token: str | None, decision_id: str) -> Outcome:

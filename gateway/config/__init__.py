@@ -26,6 +26,7 @@ from .schema import (  # noqa: F401 (re-exported: the typed config is public)
     OPS, RedisConfig, RevocationConfig, Role, Route, Rule, SCHEMA_VERSION, SigningKey, Statement,
     TlsConfig, TokenMapping, Upstream,
 )
+from .aws import parse_aws, take_aws_keys
 from .sections import (_admin, _check_id, _credential, _identity_source, _listen, _logging,  # noqa: F401
                        _mapping, _middleware, _revocation, _route, _statements, _upstream,
                        condition_operator_base)
@@ -46,6 +47,7 @@ def parse_config(data: Any, *, source: str | None = None,
     data = _interpolate(data, os.environ if env is None else env, missing)
     if strict_env and missing:
         raise ConfigError(missing[0].path, missing[0].message())
+    aws_parts = take_aws_keys(data)   # AWS.md keys live in other sections: lifted out first
     root = _Node(data if data is not None else {}, "")
     version = root.int("version")
     if version != SCHEMA_VERSION:
@@ -119,6 +121,7 @@ def parse_config(data: Any, *, source: str | None = None,
         downstream_credential=_credential(root.node("downstream_credential")),
         middleware=_middleware(root.node("middleware")), logging=_logging(root.node("logging")),
         source=source, warnings=(), sessions=parse_sessions(root),
+        aws=parse_aws(aws_parts, roles=roles, upstreams=upstreams),
         websocket=parse_websocket(root.node("websocket")))
     cfg = replace(cfg, decisions=parse_decisions(root, admin_port=cfg.admin.port, proxy_port=cfg.listen.port))
     root.done()

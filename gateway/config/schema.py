@@ -5,12 +5,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping as TMapping
+from typing import TYPE_CHECKING, Any, Mapping as TMapping
 from urllib.parse import urlsplit
 
 
 from ..patterns import PathPattern
 from .websocket import WebSocketConfig
+
+if TYPE_CHECKING:
+    from .aws import AwsConfig
 
 SCHEMA_VERSION = 1
 _ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")   # ${NAME} or ${NAME:-default}
@@ -264,6 +267,7 @@ class Config:
     logging: LoggingConfig
     source: str | None = None              # the file it came from, for messages
     warnings: tuple[str, ...] = ()         # soft problems found while loading (unset env in check)
+    aws: "AwsConfig | None" = None         # AWS.md: temporary AWS credentials (config/aws.py)
     decisions: Any = None                  # DecisionsConfig | None (config/decisions.py)
     sessions: Any = None                   # config.sessions.SessionsConfig | None (browser sessions)
     websocket: WebSocketConfig = WebSocketConfig()

@@ -34,6 +34,8 @@ class GuideInput:
     admin_token: str
     signing_key_file: str
     issuer_key_file: str
+    aws_bucket: str | None = None   # the AWS part (moto installed): the bucket behind the gateway
+    bob_files: str | None = None    # a second bob token (step 7 revokes the first)
 
 
 def _curl(url: str, token: str | None = None) -> str:
@@ -93,6 +95,7 @@ def render(g: GuideInput) -> str:
         admin_post,
         "#    after -> 401",
         _curl(f"{gw}/orders/7", g.bob),
+        *_aws_steps(g),
         "",
         f"admin token: {g.admin_token}",
         f"browser sign-in (a session: the tokens stay in the gateway): open "
@@ -104,3 +107,27 @@ def render(g: GuideInput) -> str:
         READY_LINE,
     ]
     return "\n".join(lines)
+
+
+def _aws_steps(g: GuideInput) -> list[str]:
+    """Step 8 when moto is installed: S3 behind the gateway, each user confined to a prefix."""
+    if g.aws_bucket is None or g.bob_files is None:
+        return []
+    files = f"{g.gateway}/{g.aws_bucket}/users"
+    return [
+        "",
+        "# 8. AWS credentials -> 200 / 403: S3 (moto, IAM authentication on) behind the gateway;",
+        "#    each request is signed with the user's own temporary AWS credentials (sts:AssumeRole,",
+        "#    session policy users/${jwt:username}/*); the 403s are S3's own XML AccessDenied",
+        "#    alice, her own prefix -> 200",
+        _curl(f"{files}/alice/hello.txt", g.alice),
+        "#    alice, bob's prefix -> 403",
+        _curl(f"{files}/bob/hello.txt", g.alice),
+        "#    bob, his own prefix -> 200",
+        _curl(f"{files}/bob/hello.txt", g.bob_files),
+        "#    bob, alice's prefix -> 403",
+        _curl(f"{files}/alice/hello.txt", g.bob_files),
+        "#    alice's temporary credentials for any AWS SDK (AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "#    = this URL, AWS_CONTAINER_AUTHORIZATION_TOKEN = \"Bearer <token>\") -> 200",
+        _curl(f"{g.gateway}/_poolgate/aws/credentials", g.alice),
+    ]

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..config import Config, load_config
+import yaml
+
+from ..config import Config, load_config, parse_config
 from ..errors import ConfigError
+from . import aws as aws_demo
 from .guide import GuideInput, render
 from .issuer import ISSUER, DemoIssuer, build_issuer_app
 from .state import (ISSUER_KEY_FILE, credential_key_file, default_state_dir, issuer_key_pem,
@@ -133,8 +136,9 @@ def run(args: Any) -> int:
                "POOLGATE_DEMO_STATE_DIR": str(directory),
                "POOLGATE_DEMO_SESSION_KEY": secrets.token_urlsafe(32)}
         env.update({lst.env: str(ports[lst.attr]) for lst in LISTENERS})
-        with config_file() as path:
-            config = load_config(path, env={**os.environ, **env})
+        aws = aws_demo.start() if aws_demo.available() else None   # pip install 'poolgate[aws]'
+        with config_file() as path, _stopping(aws):
+            config = _load(path, {**os.environ, **env}, aws)
             _setup_logging(config)
             prog, prog_env = _revoke_prog()
             url = {a: f"http://{HOST}:{p}" for a, p in ports.items()}
@@ -143,11 +147,30 @@ def run(args: Any) -> int:
                 upstream=url["upstream_port"], pool_issuer=ISSUER, config_path=str(path),
                 state_dir=str(directory), env={**env, **prog_env}, revoke_prog=prog,
                 admin_token=env["POOLGATE_ADMIN_TOKEN"], signing_key_file=str(key_file),
-                issuer_key_file=str(directory / ISSUER_KEY_FILE))
+                issuer_key_file=str(directory / ISSUER_KEY_FILE),
+                aws_bucket=aws_demo.BUCKET if aws is not None else None)
             return asyncio.run(_serve(config, issuer, socks, guide))
     finally:
         for s in socks.values():
             s.close()
+
+
+def _load(path: Path, env: dict[str, str], aws: aws_demo.AwsDemo | None) -> Config:
+    """demo.yaml, plus the AWS part when moto is installed."""
+    if aws is None:
+        return load_config(path, env=env)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    aws_demo.extend_config(data, aws.endpoint)
+    return parse_config(data, source=str(path), env=env)
+
+
+@contextlib.contextmanager
+def _stopping(aws: aws_demo.AwsDemo | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if aws is not None:
+            aws.stop()
 
 
 def _setup_logging(config: Config) -> None:
@@ -196,7 +219,8 @@ async def _serve(config: Config, issuer: DemoIssuer, socks: dict[str, socket.soc
             bob = issuer.claims("bob")
             print(render(GuideInput(**guide, alice=issuer.mint("alice"),
                                     bob=issuer.sign(bob), bob_jti=bob["jti"],
-                                    expired=issuer.mint("expired"))), flush=True)
+                                    expired=issuer.mint("expired"),
+                                    bob_files=issuer.mint("bob"))), flush=True)
         elif ready is not None:
             print(f"poolgate demo: {ready}", file=sys.stderr, flush=True)
             stop()

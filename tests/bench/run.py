@@ -53,7 +53,7 @@ import procs  # noqa: E402
 from procs import Proc, RssSampler  # noqa: E402
 
 ALL = ["direct", "poolgate", "tokens10k", "policy", "redis", "redis_nocache", "workers2", "naive",
-       "haproxy", "floor", "floor_h1", "floor_h1_pg", "micro"]
+       "haproxy", "floor", "floor_h1", "floor_h1_pg", "policy_granian", "micro"]
 LABELS = {
     "direct": "(a) direct upstream",
     "poolgate": "(b) poolgate, 1 token, auth: authenticated",
@@ -66,6 +66,7 @@ LABELS = {
     "haproxy": "(g) HAProxy jwt_verify (nbthread 1)",
     "floor": "(h) stack floor: uvicorn + ASGI + aiohttp, no auth",
     "floor_h1_pg": "(h1') as (h1) on poolgate's own server protocol (gateway/listen)",
+    "policy_granian": "(d') as (d), the same ASGI app under granian (1 worker) instead of poolgate serve",
     "floor_h1": "(h1) stack floor: uvicorn (httptools, uvloop) + ASGI pass-through + poolgate's h1 client, no auth",
     "profile": "(d) under py-spy (not a measurement)",
 }
@@ -450,6 +451,33 @@ def scenario_naive(b: Bench) -> dict[str, Any]:
     try:
         port = int(p.wait_for(r"naive listening 127\.0\.0\.1:(\d+)", 20).group(1))
         return measure(b, "naive", port, p, 1, {"workers": 1})
+    finally:
+        b.stop(p)
+
+
+def scenario_granian(b: Bench) -> dict[str, Any]:
+    """(d') poolgate's proxy app under granian: the measurement behind `--server granian`."""
+    exe = shutil.which("granian") or str(Path(sys.executable).parent / "granian")
+    if not Path(exe).exists():
+        return {"label": LABELS["policy_granian"], "status": "skipped",
+                "note": "granian not installed (pip install granian)"}
+    import yaml
+    cfg = poolgate_config(b, policy=True, redis_prefix=None, near_cache=True)
+    path = b.tmp / "poolgate-granian.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    port = procs.free_port()
+    env = {**repo_env(), "POOLGATE_CONFIG": str(path),
+           "PYTHONPATH": str(HERE) + os.pathsep + repo_env()["PYTHONPATH"]}
+    p = b.spawn("granian", [exe, "--interface", "asgi", "--host", "127.0.0.1", "--port",
+                            str(port), "--workers", "1", "--loop", "uvloop",
+                            "--no-ws", "granian_app:app"], env=env)
+    try:
+        procs.wait_tcp(port, 20, p)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and probe(port, "/tenants/t0/orders/0",
+                                                    b.tokens[0])[0] != 200:
+            time.sleep(0.2)
+        return measure(b, "policy_granian", port, p, 1, {"workers": 1, "server": "granian"})
     finally:
         b.stop(p)
 
@@ -961,6 +989,8 @@ def main(argv: list[str] | None = None) -> int:
                         r = scenario_naive(b)
                     elif name == "haproxy":
                         r = scenario_haproxy(b)
+                    elif name == "policy_granian":
+                        r = scenario_granian(b)
                     elif name in ("floor", "floor_h1", "floor_h1_pg"):
                         r = scenario_floor(b, name)
                     elif name == "micro":
