@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from .engine import Engine
 from .revocation.api import revocations_endpoint
+from .revocation.entries import entry_lifetime
 
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -48,8 +49,10 @@ def build_admin_app(current: Callable[[], Engine]) -> Starlette:
             top = max(skews.values(), default=60.0)
             handler = revocations_endpoint(
                 lambda: engine.store, admin_token=cfg.admin.token, config=cfg.revocation,
-                clock=engine.clock, skew=top, token_verifier=engine.verifier.verify,
-                skew_for_token=lambda claims: skews.get(claims.get("iss"), top))
+                clock=engine.clock, skew=top, token_verifier=engine.verifier.verify_for_revocation,
+                skew_for_token=lambda claims: skews.get(claims.get("iss"), top),
+                max_token_lifetime=entry_lifetime(cfg.revocation.max_token_lifetime_seconds,
+                                                  cfg.identity_sources))
             handlers.clear()
             handlers[id(engine)] = handler
         return handler

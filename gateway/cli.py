@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --sub: whole epoch seconds (default: now)")
     r.add_argument("--exp", type=int, metavar="EPOCH",
                    help="whole epoch seconds when the revoked token(s) expire; sets the "
-                        "entry's TTL (default: now + revocation.max_token_lifetime_seconds)")
+                        "entry's TTL (default: long enough for the longest token the identity "
+                        "sources accept; see README, Revocation)")
 
     d = sub.add_parser("demo", help="a local issuer, an echo upstream and the gateway",
                        description="Run a local dev issuer, an echo upstream and the gateway "

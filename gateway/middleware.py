@@ -219,7 +219,7 @@ class GatewayMiddleware:
             await send(msg)
 
         try:
-            if kind == "websocket" and outcome.principal.token is not None:
+            if kind == "websocket":      # token None (public): limits only, no expiry watch
                 await watch_websocket(self.app, inner, receive, send_with_id, engine,
                                       outcome.principal.token)
             else:

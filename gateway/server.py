@@ -28,6 +28,7 @@ from .decisions.listener import bind_decisions, decision_servers, run_decision_s
 from .errors import ConfigError, ListenError
 from .listen import LimitedServer, Limits, limits_from, protocol_class
 from .logs import set_level
+from .wsflow import server_options
 from .readiness import announce_ready
 
 log = logging.getLogger("poolgate")
@@ -124,6 +125,7 @@ def _uvicorn_config(app: Any, config: Config, *, lifespan: Literal["on", "off"],
     kw: dict[str, Any] = {}
     if tls and config.listen.tls.cert_file:
         kw = {"ssl_certfile": config.listen.tls.cert_file, "ssl_keyfile": config.listen.tls.key_file}
+    kw.update(server_options(config.websocket))     # websocket.max_message_bytes: 1009 at the parser
     return uvicorn.Config(
         app, lifespan=lifespan, access_log=False, log_config=None, server_header=False,
         proxy_headers=False,      # X-Forwarded-* from a client must never rewrite the peer

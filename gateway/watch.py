@@ -1,7 +1,8 @@
 """An accepted WebSocket lives only as long as its token: closed (1008) at expiry or revocation.
 
 No peer gateway does this: a verified handshake otherwise keeps a socket open for hours
-after the token expired or the user signed out.
+after the token expired or the user signed out. The client's messages reach the app through
+a byte-bounded ``wsflow.Inbox`` (backpressure: a slow app makes the gateway stop reading).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .principal import VerifiedToken
+from .wsflow import MESSAGE_TOO_BIG, Inbox
 
 log = logging.getLogger("poolgate")
 REVOCATION_POLL_SECONDS = 2.0
@@ -21,11 +23,12 @@ POLICY_VIOLATION = 1008
 async def watch_websocket(app: Callable[..., Awaitable[None]], scope: dict[str, Any],
                           receive: Callable[[], Awaitable[dict[str, Any]]],
                           send: Callable[[dict[str, Any]], Awaitable[None]],
-                          engine: Any, token: VerifiedToken) -> None:
-    """Run the app for one WebSocket; close it with 1008 when the token stops being valid."""
+                          engine: Any, token: VerifiedToken | None) -> None:
+    """Run the app for one WebSocket; close it with 1008 when the token stops being valid
+    (no token, a public route: only the inbox's limits apply)."""
     closed = asyncio.Event()
     accepted = asyncio.Event()
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    inbox = Inbox(receive, engine.config.websocket)
 
     async def guarded_send(msg: dict[str, Any]) -> None:
         if closed.is_set():
@@ -36,17 +39,15 @@ async def watch_websocket(app: Callable[..., Awaitable[None]], scope: dict[str, 
         if msg["type"] == "websocket.accept":
             accepted.set()             # only once sent: the watch's close must follow it
 
-    async def pump() -> None:
-        while True:
-            msg = await receive()
-            await inbox.put(msg)
-            if msg["type"] == "websocket.disconnect":
-                return
-
-    async def merged_receive() -> dict[str, Any]:
-        return await inbox.get()
+    async def too_big() -> None:
+        if not closed.is_set():
+            closed.set()
+            await send({"type": "websocket.close", "code": MESSAGE_TOO_BIG,
+                        "reason": "message too big"})
 
     async def expire() -> None:
+        if token is None:
+            return
         source = engine.config.source_by_id(token.source_id)
         deadline = token.exp + source.clock_skew_seconds
         reason = "token expired"
@@ -66,12 +67,12 @@ async def watch_websocket(app: Callable[..., Awaitable[None]], scope: dict[str, 
         if not closed.is_set():
             closed.set()
             await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": reason})
-            await inbox.put({"type": "websocket.disconnect", "code": POLICY_VIOLATION})
+            inbox.put_final({"type": "websocket.disconnect", "code": POLICY_VIOLATION})
 
-    pump_task = asyncio.create_task(pump())
+    pump_task = asyncio.create_task(inbox.pump(too_big))
     timer = asyncio.create_task(expire())
     try:
-        await app(scope, merged_receive, guarded_send)
+        await app(scope, inbox.get, guarded_send)
     finally:
         for t in (timer, pump_task):
             t.cancel()

@@ -30,6 +30,7 @@ from .aws import parse_aws, take_aws_keys
 from .sections import (_admin, _check_id, _credential, _identity_source, _listen, _logging,  # noqa: F401
                        _mapping, _middleware, _revocation, _route, _statements, _upstream,
                        condition_operator_base)
+from .websocket import WebSocketConfig, parse_websocket  # noqa: F401
 from .sessions import SessionsConfig, check_sessions, parse_sessions  # noqa: F401
 
 # --------------------------------------------------------------------------- the whole file
@@ -120,7 +121,8 @@ def parse_config(data: Any, *, source: str | None = None,
         downstream_credential=_credential(root.node("downstream_credential")),
         middleware=_middleware(root.node("middleware")), logging=_logging(root.node("logging")),
         source=source, warnings=(), sessions=parse_sessions(root),
-        aws=parse_aws(aws_parts, roles=roles, upstreams=upstreams))
+        aws=parse_aws(aws_parts, roles=roles, upstreams=upstreams),
+        websocket=parse_websocket(root.node("websocket")))
     cfg = replace(cfg, decisions=parse_decisions(root, admin_port=cfg.admin.port, proxy_port=cfg.listen.port))
     root.done()
     cfg = dataclasses.replace(cfg, warnings=tuple(env_warnings(missing)))

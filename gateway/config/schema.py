@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 
 from ..patterns import PathPattern
+from .websocket import WebSocketConfig
 
 if TYPE_CHECKING:
     from .aws import AwsConfig
@@ -97,6 +98,7 @@ class IdentitySource:
     allow_insecure_http: bool = False
     token_types: tuple[str, ...] | None = None  # header `typ` allowlist (lower-cased)
     max_token_bytes: int = 8192
+    max_token_lifetime_seconds: int = 86400   # exp - iat (or exp - now) above this + skew: bad_exp
 
     @property
     def discovery_url(self) -> str:
@@ -268,6 +270,7 @@ class Config:
     aws: "AwsConfig | None" = None         # AWS.md: temporary AWS credentials (config/aws.py)
     decisions: Any = None                  # DecisionsConfig | None (config/decisions.py)
     sessions: Any = None                   # config.sessions.SessionsConfig | None (browser sessions)
+    websocket: WebSocketConfig = WebSocketConfig()
 
     def source_by_id(self, source_id: str) -> IdentitySource:
         for s in self.identity_sources:

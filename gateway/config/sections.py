@@ -159,7 +159,9 @@ def _identity_source(n: _Node) -> IdentitySource:
         clock_skew_seconds=n.num("clock_skew_seconds", 60, lo=0, hi=600),
         jwks=_jwks(n.node("jwks")), allow_insecure_http=allow_http,
         token_types=tuple(t.lower() for t in types) if types is not None else None,
-        max_token_bytes=n.int("max_token_bytes", 8192, lo=256, hi=65536))
+        max_token_bytes=n.int("max_token_bytes", 8192, lo=256, hi=65536),
+        max_token_lifetime_seconds=n.int("max_token_lifetime_seconds", 86400, lo=60,
+                                         hi=10 * 365 * 86400))
     n.done()
     return cfg
 

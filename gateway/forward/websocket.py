@@ -6,6 +6,10 @@ token kept at the edge unless the route forwards it). An upstream that cannot be
 before the client is accepted is a ``BadGateway`` / ``GatewayTimeout``, which the middleware
 answers through the WebSocket Denial Response extension. After the accept, text and binary
 frames and closes are relayed until either side closes (or the token watch closes with 1008).
+Each direction holds one message at a time and waits for its writer to drain (aiohttp's
+writer and uvicorn's ``send`` both wait while the transport is above its high-water mark), so
+a peer that reads slowly makes the gateway stop reading the other one. A message above
+``websocket.max_message_bytes`` closes the socket with 1009.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import aiohttp
 from yarl import URL
 
 from ..errors import BadGateway, GatewayTimeout, NotFound
+from ..wsflow import MESSAGE_TOO_BIG
 from .headers import response_headers
 from .outbound import gateway_request_headers
 
@@ -33,7 +38,6 @@ Headers = list[tuple[bytes, bytes]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024     # uvicorn's default ws_max_size, for the other leg too
 CLOSE_TIMEOUT_SECONDS = 5.0
 INTERNAL_ERROR = 1011
 # aiohttp writes its own handshake fields; the client's must not reach the upstream
@@ -67,7 +71,8 @@ async def forward_websocket(scope: dict[str, Any], receive: Receive, send: Send,
                                     middlewares=(_no_redirects,))
     try:
         ws = await _connect(session, target, headers, list(scope.get("subprotocols", ())),
-                            upstream.id, upstream.timeout_seconds)
+                            upstream.id, upstream.timeout_seconds,
+                            ctx.engine.config.websocket.max_message_bytes)
         try:
             accept_headers = response_headers(
                 [(k.lower(), v) for k, v in ws._response.raw_headers],
@@ -102,14 +107,14 @@ async def _no_redirects(request: aiohttp.ClientRequest,
 
 
 async def _connect(session: aiohttp.ClientSession, target: URL, headers: Headers,
-                   protocols: list[str], upstream_id: str,
-                   timeout: float) -> aiohttp.ClientWebSocketResponse:
+                   protocols: list[str], upstream_id: str, timeout: float,
+                   max_message: int) -> aiohttp.ClientWebSocketResponse:
     out = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
     try:
         async with asyncio.timeout(timeout):
             return await session.ws_connect(
                 target, headers=out, protocols=protocols, autoping=True, compress=0,
-                max_msg_size=MAX_MESSAGE_BYTES,
+                max_msg_size=max_message,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_SECONDS))
     except TimeoutError:
         raise GatewayTimeout(f"upstream {upstream_id} did not complete the WebSocket "
@@ -149,6 +154,11 @@ async def _relay(ws: aiohttp.ClientWebSocketResponse, receive: Receive, send: Se
             elif m.type == aiohttp.WSMsgType.CLOSE:
                 await send({"type": "websocket.close", "code": _sendable(m.data or 1000),
                             "reason": m.extra or ""})
+                return
+            elif (m.type == aiohttp.WSMsgType.ERROR
+                  and getattr(m.data, "code", None) == MESSAGE_TOO_BIG):
+                await send({"type": "websocket.close", "code": MESSAGE_TOO_BIG,
+                            "reason": "upstream message too big"})
                 return
             else:                                  # CLOSED / ERROR: the upstream went away
                 await send({"type": "websocket.close", "code": INTERNAL_ERROR,

@@ -31,7 +31,7 @@ from .entries import KINDS, Entry, EntryError, RevocationStore, StoreError, make
 from .listing import DEFAULT_LIMIT, MAX_LIMIT, CursorError, page_json
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_TOKEN_BYTES = 16 * 1024
+MAX_TOKEN_BYTES = 64 * 1024      # identity_sources[].max_token_bytes may be up to 65536
 POST_FIELDS = frozenset(KINDS) | {"token", "exp", "not_before"}
 Handler = Callable[[Request], Awaitable[Response]]
 VIA_API = "admin_api"
@@ -131,13 +131,15 @@ def entry_from_body(body: Mapping[str, Any], claims: Mapping[str, Any] | None, *
                           max_token_lifetime=max_token_lifetime, skew=skew)
     assert claims is not None
     token_exp = claims.get("exp")
+    from_token = False
     if token_exp is not None:
         token_exp = _number(token_exp, "exp")
+        from_token = exp is None or exp <= token_exp     # the TTL comes from the token's exp
         exp = token_exp if exp is None else max(exp, token_exp)
     jti = claims.get("jti")
     if isinstance(jti, str) and jti:
         return make_entry("jti", jti, exp=exp, now=now, max_token_lifetime=max_token_lifetime,
-                          skew=skew)
+                          skew=skew, from_token=from_token)
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise _Invalid("bad_token", "the token has neither a jti nor a sub to revoke by")
@@ -145,7 +147,7 @@ def entry_from_body(body: Mapping[str, Any], claims: Mapping[str, Any] | None, *
     nbf = _number(iat, "iat") + 1 if iat is not None else whole_second_after(now)
     # the sub entry must outlive every token issued before nbf: not exp, the lifetime rule
     return make_entry("sub", sub, not_before=nbf, now=now,
-                      max_token_lifetime=max_token_lifetime, skew=skew)
+                      max_token_lifetime=max_token_lifetime, skew=skew, from_token=True)
 
 
 def whole_second_after(now: float) -> int:
@@ -161,9 +163,14 @@ def revocations_endpoint(store_getter: Callable[[], RevocationStore | None], *,
                          clock: Callable[[], float] = time.time,
                          skew_for_token: Callable[[Mapping[str, Any]], float] | None = None,
                          token_verifier: Callable[[str], Awaitable[VerifiedToken]] | None = None,
-                         skew: float = 60) -> Handler:
-    """A Starlette handler for /revocations (route it with methods GET, POST, DELETE)."""
+                         skew: float = 60, max_token_lifetime: float | None = None) -> Handler:
+    """A Starlette handler for /revocations (route it with methods GET, POST, DELETE).
+
+    ``max_token_lifetime``: for entries without exp, ``entries.entry_lifetime(...)`` of the
+    config (default: ``config.max_token_lifetime_seconds``)."""
     expected = admin_token.encode() if admin_token else None
+    lifetime = (config.max_token_lifetime_seconds if max_token_lifetime is None
+                else max_token_lifetime)
 
     def authorized(request: Request) -> Response | None:
         if expected is None:
@@ -217,8 +224,7 @@ def revocations_endpoint(store_getter: Callable[[], RevocationStore | None], *,
         if "token" in body and not any(k in body for k in KINDS):
             claims = await claims_of(body["token"])
         entry_skew = skew_for_token(claims) if claims is not None and skew_for_token else skew
-        entry = entry_from_body(body, claims, now=clock(),
-                                max_token_lifetime=config.max_token_lifetime_seconds,
+        entry = entry_from_body(body, claims, now=clock(), max_token_lifetime=lifetime,
                                 skew=entry_skew)
         seen.update(kind=entry.kind, value=entry.value)
         entry = await write_entry(store, entry, peer=peer, via=VIA_API)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from ..config import Config
 from .api import RevokeError, _Invalid, decode_unverified, entry_from_body
 from .audit import write_entry
-from .entries import KINDS, EntryError, StoreError
+from .entries import KINDS, EntryError, StoreError, entry_lifetime
 
 def _admin_base(config: Config) -> str:
     host = config.admin.host
@@ -51,8 +51,9 @@ async def revoke_command(config: Config, *, jti: str | None = None,
     try:
         names_token = token is not None and not any(k in body for k in KINDS)
         claims = decode_unverified(token) if names_token else None
-        entry = entry_from_body(body, claims, now=time.time(),
-                                max_token_lifetime=config.revocation.max_token_lifetime_seconds,
+        lifetime = entry_lifetime(config.revocation.max_token_lifetime_seconds,
+                                  config.identity_sources)
+        entry = entry_from_body(body, claims, now=time.time(), max_token_lifetime=lifetime,
                                 skew=skew)
     except (_Invalid, EntryError) as e:
         raise RevokeError(e.description) from e

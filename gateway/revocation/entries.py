@@ -10,8 +10,11 @@ event). ``P`` is ``revocation.redis.key_prefix`` (default ``poolgate:``)::
                                                        tokens without iat are revoked too)
 
 * Every key is written WITH a TTL (``SET key value EX ttl``): ttl = (the token's ``exp``, or
-  ``not_before`` + ``max_token_lifetime_seconds`` for a ``sub`` entry, or now +
-  ``max_token_lifetime_seconds``) + clock skew - now. A key without a TTL is a bug.
+  max(``not_before``, now) + L for a ``sub`` entry, or now + L) + clock skew - now, where L is
+  the larger of ``revocation.max_token_lifetime_seconds`` and, for every identity source,
+  its ``max_token_lifetime_seconds`` + 2 x its ``clock_skew_seconds`` (a token accepted now
+  may carry an ``iat`` up to one skew ahead and an ``exp`` up to lifetime + skew after it,
+  and verifies until ``exp`` + skew: the entry must outlive it). A key without a TTL is a bug.
 * The value of a ``jti`` / ``ojti`` key is ignored (presence revokes). A ``sub`` value that is
   not a decimal number revokes ALL of that user's tokens (fail closed).
 * After each write (or delete), ``PUBLISH P + "revocations" "<kind>:<value>"`` with ``kind`` one
@@ -29,8 +32,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
+from ..config import IdentitySource
 from ..principal import VerifiedToken
 
 KINDS = ("jti", "origin_jti", "sub")
@@ -89,15 +93,32 @@ def check_value(kind: str, value: Any) -> str:
     return value
 
 
+def entry_lifetime(revocation_lifetime: float, sources: Iterable[IdentitySource]) -> float:
+    """The ``max_token_lifetime`` for entries written without ``exp`` (see the key format).
+
+    A token that source ``s`` accepts at time t has ``iat <= t + skew`` and ``exp <= iat +
+    lifetime + skew`` (or ``exp <= t + lifetime + skew`` without ``iat``) and verifies until
+    ``exp + skew``; ``make_entry`` adds one skew, so lifetime + 2 x skew here.
+    """
+    return max([float(revocation_lifetime)] + [
+        s.max_token_lifetime_seconds + 2 * s.clock_skew_seconds for s in sources])
+
+
 def make_entry(kind: str, value: str, *, exp: float | None = None,
                not_before: float | None = None, now: float, max_token_lifetime: float,
-               skew: float) -> Entry:
+               skew: float, from_token: bool = False) -> Entry:
     """Build an entry whose TTL covers the longest-lived token it can match, plus skew.
 
-    TTL = (exp, or not_before + max_token_lifetime for sub, or now + max_token_lifetime) + skew
-    - now, rounded up. An entry whose TTL would be <= 0 is refused (``already_expired``): every
-    token it could match is already past exp + skew, so the verifier rejects it anyway, and a
-    zero TTL would mean a key without one.
+    TTL = (exp, or max(not_before, now) + max_token_lifetime for sub, or now +
+    max_token_lifetime) + skew - now, rounded up (``max_token_lifetime`` from
+    ``entry_lifetime``). A sub entry also revokes tokens without ``iat``, which may verify
+    until now + lifetime: hence max(not_before, now). An entry whose TTL would be <= 0 is
+    refused (``already_expired``): every token it could match is already past exp + skew, so
+    the verifier rejects it anyway, and a zero TTL would mean a key without one.
+    ``from_token``: ``exp`` / ``not_before`` come from a token's own claims (``exp``; ``iat``
+    + 1): ``exp`` is never refused as too far ahead (the verifier bounds it, and revoking
+    that token must always be possible), and ``not_before`` may be one second past the skew
+    (the verifier accepts ``iat`` up to now + skew).
     """
     check_value(kind, value)
     for name, v in (("exp", exp), ("not_before", not_before)):
@@ -109,15 +130,17 @@ def make_entry(kind: str, value: str, *, exp: float | None = None,
     if kind == "sub":
         if not_before is None:
             not_before = now
-        if not_before > now + skew:
+        if not_before > now + skew + (1 if from_token else 0):
             raise EntryError("bad_not_before", "not_before is in the future (it would lock "
                                                "the user out until then)")
-    if exp is not None and exp > now + MAX_FUTURE_SECONDS:
+    # a token the verifier accepts has exp <= now + max_token_lifetime (see entry_lifetime)
+    if (exp is not None and not from_token
+            and exp > now + max(MAX_FUTURE_SECONDS, max_token_lifetime + skew)):
         raise EntryError("bad_exp", "exp is more than 10 years ahead")
     if exp is not None:
         until = float(exp)
     elif not_before is not None:
-        until = not_before + max_token_lifetime
+        until = max(not_before, now) + max_token_lifetime
     else:
         until = now + max_token_lifetime
     ttl = math.ceil(until + skew - now)

@@ -55,7 +55,7 @@ class MemoryStore:
 
     def sweep(self) -> int:
         now = self._clock()
-        dead = [k for k, (_, until) in self._entries.items() if until <= now]
+        dead = [k for k, (_, until) in self._entries.items() if until < now]
         for k in dead:
             del self._entries[k]
         return len(dead)
@@ -72,7 +72,7 @@ class MemoryStore:
         if item is None:
             return None
         entry, until = item
-        if until <= now:
+        if until < now:             # live at its last instant, as in Redis (now > when)
             del self._entries[(kind, value)]
             return None
         return entry

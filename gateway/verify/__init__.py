@@ -91,6 +91,18 @@ class Verifier:
             self._miss.inc()
         return await self._verify(token, raw, digest, allowed_sources)
 
+    async def verify_for_revocation(self, token: str) -> VerifiedToken:
+        """Like ``verify``, but a token that is refused only for now (``nbf``/``iat`` ahead,
+        or ``exp`` too far ahead without ``iat``) is returned too, never cached: it may verify
+        later, so the revocation API must be able to revoke it."""
+        if len(token) > max((s.max_token_bytes for s in self._sources), default=8192):
+            raise TokenTooLarge("token is larger than the accepted size")   # on every route
+        if not token.isascii():
+            raise InvalidToken("token is not base64url", code="bad_encoding")
+        raw = token.encode("ascii")
+        return await self._verify(token, raw, hashlib.sha256(raw).digest(), None,
+                                  pending_ok=True)
+
     def _from_cache(self, e: _Entry, digest: bytes,
                     allowed: tuple[str, ...] | None) -> VerifiedToken | None:
         if allowed is not None and e.source.id not in allowed:
@@ -107,7 +119,8 @@ class Verifier:
         return e.token
 
     async def _verify(self, token: str, raw: bytes, digest: bytes,
-                      allowed: tuple[str, ...] | None) -> VerifiedToken:
+                      allowed: tuple[str, ...] | None, *,
+                      pending_ok: bool = False) -> VerifiedToken:
         jws = split_compact(token, self._headers, raw)
         alg, kid = check_header(jws.header, SUPPORTED_ALGS)   # the source's own list: below
         claims = parse_json_object(jws.payload)
@@ -132,21 +145,23 @@ class Verifier:
                     jwk = await self._keys.get_jwk(source.id, kid, alg)   # refetch / precise error
                 else:
                     check_key_alg(jwk, alg)
-                return self._finish(source, token, digest, jws, alg, kid, jwk, claims)
+                return self._finish(source, token, digest, jws, alg, kid, jwk, claims,
+                                    pending_ok)
             except GatewayError as exc:
                 first = first or exc
         assert first is not None
         raise first
 
     def _finish(self, source: IdentitySource, token: str, digest: bytes, jws: UnverifiedToken,
-                alg: str, kid: str, jwk: Jwk, claims: dict[str, Any]) -> VerifiedToken:
+                alg: str, kid: str, jwk: Jwk, claims: dict[str, Any],
+                pending_ok: bool = False) -> VerifiedToken:
         verify_signature(alg, jwk.key, jws.signing_input, jws.signature)
-        check_claims(claims, source, self._clock())
+        check_claims(claims, source, self._clock(), pending_ok=pending_ok)
         issuer = claims["iss"]
         verified = VerifiedToken(raw=token, source_id=source.id, issuer=issuer,
                                  header=MappingProxyType(jws.header),
                                  claims=MappingProxyType(claims), token_hash=digest)
-        if self._cache_size:
+        if self._cache_size and not pending_ok:
             self._cache[digest] = _Entry(verified, source, kid, jwk, float(claims["exp"]),
                                          claims.get("nbf"))
             if len(self._cache) > self._cache_size:

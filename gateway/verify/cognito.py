@@ -58,17 +58,29 @@ def check_types(claims: Mapping[str, Any]) -> None:
             raise _bad("bad_claim_type", f"claim {name} must be {_KIND_NAME[kind]}")
 
 
-def check_times(claims: Mapping[str, Any], now: float, skew: float) -> None:
-    """``exp`` required; ``nbf``/``iat`` not in the future (types already checked)."""
+def check_times(claims: Mapping[str, Any], now: float, skew: float,
+                max_lifetime: float | None = None, *, pending_ok: bool = False) -> None:
+    """``exp`` required; ``nbf``/``iat`` not in the future; ``exp - iat`` (or ``exp - now``
+    without ``iat``) at most ``max_lifetime`` + skew (types already checked).
+
+    ``pending_ok`` accepts a token that is refused now but may verify later (``nbf``/``iat``
+    ahead, or no ``iat`` and ``exp`` too far ahead): the revocation API may revoke it.
+    """
     exp = claims.get("exp")
     if exp is None:
         raise _bad("missing_claim", "token has no exp")
     if now > exp + skew:
         raise _bad("token_expired", "token has expired")
+    iat = claims.get("iat")
+    if max_lifetime is not None and exp - (now if iat is None else iat) > max_lifetime + skew:
+        if iat is not None or not pending_ok:
+            raise _bad("bad_exp", "token lifetime is longer than this issuer's "
+                                  "max_token_lifetime_seconds")
+    if pending_ok:
+        return
     nbf = claims.get("nbf")
     if nbf is not None and nbf > now + skew:
         raise _bad("token_not_yet_valid", "token is not valid yet")
-    iat = claims.get("iat")
     if iat is not None and iat > now + skew:
         raise _bad("iat_in_future", "token was issued in the future")
 
@@ -99,10 +111,12 @@ def _check_audience(claims: Mapping[str, Any], audiences: tuple[str, ...]) -> No
     raise _bad("bad_audience", "token audience is not accepted here")
 
 
-def check_claims(claims: Mapping[str, Any], source: IdentitySource, now: float) -> None:
+def check_claims(claims: Mapping[str, Any], source: IdentitySource, now: float, *,
+                 pending_ok: bool = False) -> None:
     """Everything after the signature; the issuer was matched when the source was chosen."""
     check_types(claims)
-    check_times(claims, now, source.clock_skew_seconds)
+    check_times(claims, now, source.clock_skew_seconds, source.max_token_lifetime_seconds,
+                pending_ok=pending_ok)
     if claims.get("iss") not in source.issuers:
         raise _bad("bad_issuer", "token issuer is not accepted here")
     if source.cognito:
