@@ -101,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _say(line: str) -> None:
+    """One line on stderr, after every queued log line: the log writer is a thread, and a
+    warning logged just before a refusal must not split the refusal's line."""
+    from .logs import stop_logging  # noqa: PLC0415
+    stop_logging()
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -108,10 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         # the same line and exit code from every command (2: usage or config error); never a
         # traceback, which could print config values
-        print(f"poolgate: config error: {e}", file=sys.stderr)
+        _say(f"poolgate: config error: {e}")
         return EXIT_USAGE
     except ListenError as e:
-        print(f"poolgate: {e}", file=sys.stderr)
+        _say(f"poolgate: {e}")
         return 1
     except KeyboardInterrupt:
         return 130
