@@ -61,7 +61,7 @@ def fact_reads(config: Config) -> tuple[bool, bool, bool, tuple[str, ...]]:
 class AdmissionCache:
     """Bounded; oldest entries go first. Per engine: a reload starts empty."""
 
-    def __init__(self, config: Config, *, hold_seconds: float, max_entries: int = 10_000,
+    def __init__(self, config: Config, *, hold_seconds: float, max_entries: int = 1024,
                  clock: Callable[[], float] = time.time) -> None:
         self.reads_ip, self.reads_secure, reads_time, self.reads_headers = fact_reads(config)
         self.enabled = not reads_time and max_entries > 0
@@ -95,6 +95,9 @@ class AdmissionCache:
         expires = min(now + self.hold, float(token.exp))
         if expires <= now:
             return
+        # the verified token's own string in the key: the request's copy would be a second
+        # kilobyte per entry
+        key = (token.raw, *key[1:])
         data = self._data
         if len(data) >= self.max:
             del data[next(iter(data))]

@@ -21,13 +21,12 @@ from .facts import request_facts
 from .forward.headers import check_framing, is_trusted, request_id, upstream_request_headers
 from .forward.outbound import removed_names
 from .forward.proxy import Transport, forward
-from .middleware import GatewayMiddleware, record, refusal
+from .middleware import GatewayMiddleware, record, refusal, reserved_dispatch
 from .routes import normalise_path
-from .sessions import dispatch as sessions_dispatch
 
 __all__ = ["ProxyApp"]
 
-OUTBOUND_MEMO_ENTRIES = 4096
+OUTBOUND_MEMO_ENTRIES = 1024
 
 
 class ProxyApp:
@@ -74,7 +73,7 @@ class ProxyApp:
                                       listen.trusted_proxies)
                 if is_reserved(path):                 # /_poolgate/: never forwarded
                     if not path.startswith("/_poolgate/aws/"):
-                        return await sessions_dispatch(engine.sessions, scope, receive, send)
+                        return await reserved_dispatch(engine.sessions, scope, receive, send)
                     status = await serve_reserved(engine, scope, send, path, facts, rid)
                     record(engine, method, scope["path"], status, "_poolgate", "allow",
                            "served", None, t0, rid)
@@ -132,7 +131,10 @@ class ProxyApp:
             self._memo, self._memo_engine = {}, engine
         # the chain and scheme policy decided on (facts.py), functions of the key's parts
         scheme = "https" if facts.secure else "http"
-        key = (tuple(headers), peer, trusted, scheme, authority)
+        # Authorization is always stripped from the client part: leaving it out of the key lets
+        # every token of one client share an entry (and keeps tokens out of the memo)
+        key = (tuple(h for h in headers if h[0] != b"authorization"), peer, trusted, scheme,
+               authority)
         base = self._memo.get(key)
         if base is None:
             base = upstream_request_headers(

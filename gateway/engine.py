@@ -64,8 +64,10 @@ class Engine:
                                  revocation=self.store, mapper=self.mapper, policy=self.policy,
                                  fallback_auth=mw.default if middleware_mode else None,
                                  fallback_service=mw.service if middleware_mode else None)
-        from .sessions import build_sessions   # noqa: PLC0415 (sessions room, SESSIONS.md)
-        self.sessions = build_sessions(self)
+        self.sessions = None
+        if config.sessions is not None:      # the sessions room (SESSIONS.md) and its OAuth
+            from .sessions import build_sessions   # noqa: PLC0415 client load only when used
+            self.sessions = build_sessions(self)
         self.aws = AwsRoom(config, clock=clock)     # AWS.md; inert without an aws: section
         self.started = False
         self.metrics.collect_hooks["revocation"] = self._store_gauge

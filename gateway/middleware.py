@@ -27,7 +27,6 @@ from .facts import request_facts
 from .forward.headers import canonical, check_framing, is_trusted, request_id
 from .principal import Principal, RequestFacts
 from .routes import normalise_path
-from .sessions import dispatch as sessions_dispatch
 from .watch import watch_websocket
 
 Scope = dict[str, Any]
@@ -146,7 +145,7 @@ class GatewayMiddleware:
         if not engine.started:           # no lifespan ran (e.g. a server with lifespan off)
             await self.startup()
         if scope["type"] == "http" and scope["path"].startswith("/_poolgate/"):   # reserved
-            return await sessions_dispatch(engine.sessions, scope, receive, send)
+            return await reserved_dispatch(engine.sessions, scope, receive, send)
         t0 = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
@@ -246,6 +245,13 @@ class GatewayMiddleware:
                 rid: str) -> None:
         record(engine, scope.get("method", "WS"), scope.get("path", ""), status, route,
                decision, code, role, t0, rid)
+
+
+async def reserved_dispatch(gate: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    """A request under the reserved ``/_poolgate/`` prefix: the session endpoints (the room is
+    imported only here, so a gateway without sessions never loads its OAuth client), or 404."""
+    from .sessions import dispatch  # noqa: PLC0415
+    await dispatch(gate, scope, receive, send)
 
 
 def refusal(e: GatewayError, rid: str, *, dated: bool) -> tuple[list[tuple[bytes, bytes]], bytes]:

@@ -171,7 +171,7 @@ def _generated_key(algorithm: str) -> _Key:
 
 @dataclass(frozen=True, slots=True)
 class _Cached:
-    token: str
+    token: bytes              # ASCII: what goes in the header (shared with admissions)
     exp: int
     permissions: tuple[Mapping[str, Any], ...]
 
@@ -229,11 +229,21 @@ class CredentialSigner:
               permissions: tuple[Mapping[str, Any], ...], decision_id: str,
               htm: str | None = None, htu: str | None = None) -> str:
         """A signed credential for ``principal`` calling ``upstream`` on this route."""
+        return self.issue_bytes(principal=principal, upstream=upstream, route_id=route_id,
+                                route_action=route_action, path_params=path_params,
+                                permissions=permissions, decision_id=decision_id, htm=htm,
+                                htu=htu).decode("ascii")
+
+    def issue_bytes(self, *, principal: Principal, upstream: str, route_id: str,
+                    route_action: str | None, path_params: Mapping[str, str],
+                    permissions: tuple[Mapping[str, Any], ...], decision_id: str,
+                    htm: str | None = None, htu: str | None = None) -> bytes:
+        """``issue`` as the header value: a cached credential's bytes are shared, not copied."""
         token = principal.token
         now = self._clock()
         if token is None or not self._cacheable:
             return self._sign(principal, upstream, route_id, route_action, permissions,
-                              now, decision_id=decision_id, htm=htm, htu=htu)
+                              now, decision_id=decision_id, htm=htm, htu=htu).encode("ascii")
         key = (token.token_hash, upstream, principal.role, route_id, route_action,
                tuple(sorted(path_params.items())) if path_params else ())
         hit = self._cache.get(key)
@@ -245,9 +255,10 @@ class CredentialSigner:
                 pass
             return hit.token
         jwt, exp = self._sign_exp(principal, upstream, route_id, route_action, permissions, now)
+        raw = jwt.encode("ascii")
         if exp - now > self._margin:   # a credential about to be refreshed is not worth keeping
-            self._store(key, _Cached(jwt, exp, permissions), now)
-        return jwt
+            self._store(key, _Cached(raw, exp, permissions), now)
+        return raw
 
     def _sign(self, principal: Principal, upstream: str, route_id: str,
               route_action: str | None, permissions: tuple[Mapping[str, Any], ...],

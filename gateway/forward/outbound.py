@@ -59,11 +59,11 @@ def gateway_headers(engine: "Engine", outcome: Any) -> Headers:
     signer = engine.signer
     if signer is not None and principal.role is not None:
         before = signer.signs_count
-        cred = signer.issue(principal=principal, upstream=upstream.id, route_id=route.id,
+        cred = signer.issue_bytes(principal=principal, upstream=upstream.id, route_id=route.id,
                             route_action=route.action, path_params=outcome.path_params,
                             permissions=outcome.decision.permissions,
                             decision_id=outcome.decision.id)
-        extra.append((credential_header(engine), cred.encode("ascii")))
+        extra.append((credential_header(engine), cred))
         if signer.signs_count != before:          # a cache miss: a real signature
             engine.metrics.credentials_signed.labels(upstream.id).inc()
     if route.forward_user_token and principal.token is not None:
