@@ -68,11 +68,12 @@ class Pipeline:
             raise
 
     async def authorize_reserved(self, route: Route, headers: list[tuple[bytes, bytes]],
-                                 query: bytes, facts: RequestFacts) -> Outcome:
+                                 query: bytes, facts: RequestFacts,
+                                 token: str | None = None) -> Outcome:
         """Steps 1-4 for a gateway-owned endpoint (``/_poolgate/...``): the caller names the
-        route instead of the router."""
+        route instead of the router (``token``: a browser session's access token)."""
         try:
-            return await self._authorize(route, {}, headers, query, facts, None,
+            return await self._authorize(route, {}, headers, query, facts, token,
                                          f"{getrandbits(64):016x}")
         except GatewayError as e:
             e.route = route.id

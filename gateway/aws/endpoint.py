@@ -39,8 +39,12 @@ async def serve_reserved(engine: Engine, scope: dict[str, Any],
         raise NotFound("no such gateway endpoint", code="no_route")
     if scope["method"] != "GET":
         raise MethodNotAllowed("the credentials endpoint answers GET only")
+    # the user's bearer token, or their browser session (AWS.md)
+    token = (await engine.sessions.token_for(scope["headers"])
+             if engine.sessions is not None else None)
     outcome = await engine.pipeline.authorize_reserved(ROUTE, scope["headers"],
-                                                       scope.get("query_string", b""), facts)
+                                                       scope.get("query_string", b""), facts,
+                                                       token=token)
     entry = await engine.aws.credentials(outcome.principal)
     body = json.dumps(entry.value.as_container_json()).encode()
     await send({"type": "http.response.start", "status": 200, "headers": [

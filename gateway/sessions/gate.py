@@ -106,6 +106,19 @@ class SessionGate:
         rec = await self.manager.current(sid)
         return rec.access if rec is not None else None
 
+    async def token_for(self, headers: Headers) -> str | None:
+        """The session's (refreshed) access token for a gateway-owned endpoint, which has no
+        route (the AWS credentials endpoint): None without a session; with a bearer token too,
+        400 ``multiple_authorization``, as on routes."""
+        sid = self.endpoints.session_id(headers)
+        if sid is None:
+            return None
+        if any(k.lower() == b"authorization" for k, _ in headers):
+            raise InvalidRequest("both a bearer token and a session cookie",
+                                 code="multiple_authorization")
+        rec = await self.manager.current(sid)
+        return rec.access if rec is not None else None
+
     def refusal(self, e: GatewayError, scope: dict[str, Any]) -> GatewayError:
         """A missing-credentials 401 on a GET navigation becomes a 302 to sign-in."""
         if (type(e) is not MissingToken or self.cfg.login_redirect != "html"

@@ -190,3 +190,26 @@ def test_poolgate_prefix_is_reserved_without_sessions(start_gateway, idp, upstre
     assert httpx.get(gw.proxy + "/_poolgate/login").status_code == 404
     assert httpx.get(gw.proxy + "/public/x").status_code == 200
     assert [s.path for s in app.seen] == ["/public/x"]
+
+
+def test_the_aws_credentials_endpoint_takes_the_browser_session(start_gateway, idp, upstream):
+    """AWS.md: GET /_poolgate/aws/credentials with the user's bearer token OR session. The
+    member role has no aws.role_arn here, so a signed-in browser reaches the credentials step
+    and is refused 403 no_aws_role (never a 401, never an STS call); without a session 401;
+    with a bearer token too 400."""
+    ctl, isrv = idp
+    app, usrv = upstream
+    port = free_port()
+    cfg = session_config(isrv.url, usrv.url, f"http://127.0.0.1:{port}")
+    cfg["aws"] = {"region": "us-east-1", "endpoint_url": f"http://127.0.0.1:{free_port()}"}
+    cfg["credentials_endpoint"] = {"enabled": True}
+    gw = start_gateway(cfg, port)
+    with browser() as c:
+        assert c.get(gw.proxy + "/_poolgate/aws/credentials").status_code == 401
+        assert sign_in(c, gw.proxy, isrv.url).status_code == 302
+        r = c.get(gw.proxy + "/_poolgate/aws/credentials", headers={"Sec-Fetch-Mode": "cors"})
+        assert r.status_code == 403 and r.json()["reason"] == "no_aws_role", r.text
+        r = c.get(gw.proxy + "/_poolgate/aws/credentials",
+                  headers={"Authorization": "Bearer abc.def.ghi"})
+        assert r.status_code == 400 and r.json()["reason"] == "multiple_authorization"
+    assert not [s for s in app.seen if s.path.startswith("/_poolgate")]
