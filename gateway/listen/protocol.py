@@ -21,7 +21,6 @@ the ASGI app cannot (shared/LIMITS.md "Head and framing", "Time and space"):
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
 from collections import deque
 from typing import Any
@@ -30,27 +29,13 @@ from urllib.parse import unquote
 
 import httptools
 
+from .exchange import STATUS_LINE, Exchange, _default_headers
 from .head import HeadError, allow_header, check_target
 
 log = logging.getLogger("poolgate.listen")
 
-RATE_GRACE_SECONDS = 5.0          # LIMITS: the body rate is judged after the first 5 s
 HIGH_WATER = 65536                # buffered body bytes the app has not read: stop reading
 LINGER_SECONDS = 2.0              # after answering early, unread body bytes are dropped this long
-
-
-def _status_line(code: int) -> bytes:
-    try:
-        phrase = http.HTTPStatus(code).phrase.encode()
-    except ValueError:
-        phrase = b""
-    return b"HTTP/1.1 %d %s\r\n" % (code, phrase)
-
-
-STATUS_LINE = {code: _status_line(code) for code in range(100, 600)}
-_REASONS = {400: "bad request", 408: "request timeout", 413: "request body too large",
-            414: "request target too long", 431: "request header fields too large",
-            501: "not implemented", 505: "HTTP version not supported"}
 
 
 class Limits:
@@ -466,205 +451,6 @@ class GatewayHttpProtocol(asyncio.Protocol):
         protocol.data_received(b"".join(out))
 
 
-class Exchange:
-    """One request and its response: the ASGI ``receive``/``send`` pair."""
-
-    __slots__ = ("body", "chunked", "complete", "conn", "continue_", "disconnected",
-                 "delivered", "has_body", "keep_alive", "length", "more_body", "on_disconnect",
-                 "received",
-                 "remaining", "scope", "started", "started_at", "waiter", "head", "head_method")
-
-    def __init__(self, conn: GatewayHttpProtocol, scope: dict[str, Any], keep_alive: bool,
-                 has_body: bool, length: int | None, expect_continue: bool) -> None:
-        self.conn, self.scope, self.keep_alive = conn, scope, keep_alive
-        self.has_body, self.length = has_body, length
-        self.more_body = has_body
-        self.delivered = False
-        self.body = bytearray()
-        self.received = 0
-        self.started_at = conn.loop.time()
-        self.continue_ = expect_continue
-        self.waiter: asyncio.Future[None] | None = None
-        self.disconnected = False
-        self.on_disconnect: Any = None
-        self.started = False
-        self.complete = False
-        self.chunked = False
-        self.remaining = 0
-        self.head: bytes | None = None
-        self.head_method = scope["method"] == "HEAD"
-
-    async def run(self, app: Any) -> None:
-        try:
-            await app(self.scope, self.receive, self.send)
-        except BaseException as exc:  # noqa: BLE001 (the connection must be answered or closed)
-            if isinstance(exc, asyncio.CancelledError) and self.disconnected:
-                pass
-            else:
-                log.error("exception in the ASGI application", exc_info=exc)
-            if not self.started and not self.disconnected:
-                await self._internal_error()
-            elif not self.complete:
-                self.conn.transport.close()
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            if not self.started and not self.disconnected:
-                log.error("the ASGI application returned without a response")
-                await self._internal_error()
-            elif not self.complete and not self.disconnected:
-                self.conn.transport.close()
-
-    async def _internal_error(self) -> None:
-        await self.send({"type": "http.response.start", "status": 500, "headers": [
-            (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"),
-            (b"connection", b"close")]})
-        await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
-
-    # -- receive ---------------------------------------------------------------------------
-
-    def wake(self) -> None:
-        w = self.waiter
-        if w is not None:
-            self.waiter = None
-            if not w.done():
-                w.set_result(None)
-
-    def lost(self) -> None:
-        self.disconnected = True
-        self.wake()
-        callback = self.on_disconnect
-        if callback is not None and not self.complete:
-            self.on_disconnect = None
-            callback()
-
-    async def receive(self) -> dict[str, Any]:
-        conn = self.conn
-        if self.continue_:
-            self.continue_ = False            # never to an HTTP/1.0 client (set at parse time)
-            if not self.started and not conn.transport.is_closing():
-                conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while not self.disconnected and not self.complete:
-            if self.body or not self.more_body and not self.delivered:
-                body = bytes(self.body)
-                self.body.clear()
-                more = self.more_body
-                self.delivered = not more
-                conn.resume_reading()
-                return {"type": "http.request", "body": body, "more_body": more}
-            if not self.more_body:
-                await self._wait(None)        # all delivered: wait for the response's end
-            else:
-                conn.resume_reading()
-                await self._wait(self._body_deadline())
-        return {"type": "http.disconnect"}
-
-    def _body_deadline(self) -> float:
-        """When the client is too slow: the next chunk within body_timeout_seconds, and a
-        body above buffer_body_bytes at min_body_rate_bytes_per_second on average after 5 s."""
-        limits = self.conn.limits
-        loop_now = self.conn.loop.time()
-        deadline = loop_now + limits.body_timeout
-        larger = (self.length or 0) > limits.buffer_body or self.received > limits.buffer_body
-        if larger and limits.min_rate > 0:
-            t0 = self.started_at
-            rate_deadline = t0 + max(RATE_GRACE_SECONDS, self.received / limits.min_rate)
-            deadline = min(deadline, max(rate_deadline, loop_now + 0.001))
-        return deadline
-
-    async def _wait(self, deadline: float | None) -> None:
-        conn = self.conn
-        fut = conn.loop.create_future()
-        self.waiter = fut
-        timer = None if deadline is None else conn.loop.call_at(deadline, self._too_slow, fut)
-        try:
-            await fut
-        finally:
-            if timer is not None:
-                timer.cancel()
-
-    def _too_slow(self, fut: asyncio.Future[None]) -> None:
-        if fut.done() or self.disconnected:
-            return
-        self.conn.refuse(408, "the request body arrived too slowly")
-
-    # -- send ------------------------------------------------------------------------------
-
-    async def send(self, message: dict[str, Any]) -> None:
-        conn = self.conn
-        if conn.write_paused and not self.disconnected:
-            await conn.drain()
-        if self.disconnected or self.complete:
-            return
-        kind = message["type"]
-        if not self.started:
-            if kind != "http.response.start":
-                raise RuntimeError(f"expected http.response.start, got {kind}")
-            self.started = True
-            self.continue_ = False
-            self.head = self._render_head(message["status"], message.get("headers", ()))
-            return
-        if kind != "http.response.body":
-            raise RuntimeError(f"expected http.response.body, got {kind}")
-        body = message.get("body", b"")
-        more = message.get("more_body", False)
-        head, self.head = self.head, None
-        if self.head_method:
-            data = b""
-        elif self.chunked:
-            data = (b"%x\r\n%b\r\n" % (len(body), body) if body else b"") + (
-                b"" if more else b"0\r\n\r\n")
-        else:
-            if len(body) > self.remaining:
-                raise RuntimeError("response body longer than its Content-Length")
-            self.remaining -= len(body)
-            data = body
-        # the head goes out with the first body bytes: one write, one packet
-        if head is not None:
-            data = head + data if data else head
-        if data:
-            conn.transport.write(data)
-        if not more:
-            if self.remaining and not self.head_method:
-                raise RuntimeError("response body shorter than its Content-Length")
-            self.complete = True
-            self.wake()
-            conn.response_done(self)
-
-    def _render_head(self, status: int, headers: Any) -> bytes:
-        lines = [STATUS_LINE[status]]
-        lines += _default_headers(self.conn.server_state)
-        length: int | None = None
-        close = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                length = int(value)
-            elif lname == b"transfer-encoding":
-                if value.lower() == b"chunked":
-                    self.chunked = True
-            elif lname == b"connection" and b"close" in value.lower():
-                close = True
-            lines.append(name + b": " + value + b"\r\n")
-        if not self.keep_alive and not close:
-            lines.append(b"connection: close\r\n")
-        if close:
-            self.keep_alive = False
-        if length is not None and not self.chunked:
-            self.remaining = length
-        elif not self.chunked and not self.head_method and status not in (204, 304) \
-                and status >= 200:
-            self.chunked = True
-            lines.append(b"transfer-encoding: chunked\r\n")
-        lines.append(b"\r\n")
-        head = b"".join(lines)
-        # values were parsed or rendered by the gateway; a CR/LF/NUL inside one would split
-        # the head: count the line ends instead of scanning each value
-        if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines) or b"\0" in head:
-            raise RuntimeError("response head not representable")
-        return head
-
-
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name == b"content-length":
@@ -680,10 +466,6 @@ def _chunked(headers: list[tuple[bytes, bytes]]) -> bool:
 def _decoded(raw_path: bytes) -> str:
     path = raw_path.decode("latin-1")
     return unquote(path, errors="replace") if "%" in path else path
-
-
-def _default_headers(server_state: Any) -> list[bytes]:
-    return [name + b": " + value + b"\r\n" for name, value in server_state.default_headers]
 
 
 def _code(status: int) -> str:
