@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, ListenError
 from .app import DecisionApp
 
 # sockets bound by the parent; a forked worker inherits this module's state with them
@@ -57,8 +57,8 @@ def _reserve(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise ConfigError("decisions.grpc.port", f"cannot listen on {host}:{port}: "
-                                                 f"{e.strerror or e}")
+        # a port in use is not a config error (issue 12): the same error and exit as bind()
+        raise ListenError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     return sock
 
 

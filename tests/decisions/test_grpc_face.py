@@ -107,3 +107,23 @@ def test_grpc_without_the_extra_is_a_config_error(monkeypatch):
         for sock in listener._BOUND.values():
             sock.close()
         listener._BOUND.clear()
+
+
+def test_grpc_port_in_use_is_a_listen_error_not_a_config_error():
+    """A taken port is reported like the other listeners' (exit 1, `poolgate: cannot listen`),
+    never labelled a config error."""
+    import socket
+
+    from gateway.decisions.listener import _reserve
+    from gateway.errors import ConfigError, ListenError
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(ListenError) as info:
+            _reserve("127.0.0.1", port)
+        assert not isinstance(info.value, ConfigError)
+        assert f"cannot listen on 127.0.0.1:{port}" in str(info.value)
+    finally:
+        taken.close()
