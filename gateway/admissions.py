@@ -64,6 +64,8 @@ class AdmissionCache:
     def __init__(self, config: Config, *, hold_seconds: float, max_entries: int = 1024,
                  clock: Callable[[], float] = time.time) -> None:
         self.reads_ip, self.reads_secure, reads_time, self.reads_headers = fact_reads(config)
+        # the same names as request_facts(reads=...) takes them: only these are collected
+        self.read_names = frozenset(n.encode("latin-1") for n in self.reads_headers)
         self.enabled = not reads_time and max_entries > 0
         self.hold = hold_seconds
         self.max = max_entries

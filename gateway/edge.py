@@ -70,7 +70,7 @@ class ProxyApp:
                 check_framing(headers)
                 path = normalise_path(scope.get("raw_path") or scope["path"].encode("utf-8"))
                 facts = request_facts(scope, path, peer, trusted, engine.clock(),
-                                      listen.trusted_proxies)
+                                      listen.trusted_proxies, engine.admissions.read_names)
                 if is_reserved(path):                 # /_poolgate/: never forwarded
                     if not path.startswith("/_poolgate/aws/"):
                         return await reserved_dispatch(engine.sessions, scope, receive, send)

@@ -12,12 +12,14 @@ _XFF, _FWD, _XFP = b"x-forwarded-for", b"forwarded", b"x-forwarded-proto"
 
 
 def request_facts(scope: dict[str, Any], path: str, peer: str, trusted: bool, now: float,
-                  networks: Any) -> RequestFacts:
+                  networks: Any, reads: frozenset[bytes] | None = None) -> RequestFacts:
     """Method, normalised path, client address, https-ness, time and headers, as policy sees
     them and as they are forwarded (the same chain and scheme, see forward/chain.py).
 
     Header names are canonical (``X_Tenant_Id`` is ``x-tenant-id``); a name with more than one
-    field line is listed in ``ambiguous`` and never read as one value.
+    field line is listed in ``ambiguous`` and never read as one value. ``reads`` (canonical
+    names) limits ``headers`` and ``ambiguous`` to the headers the config's conditions and
+    role requests read (``admissions.fact_reads``): nothing else looks at them.
     """
     hmap: dict[str, str] = {}
     ambiguous: set[str] = set()
@@ -32,6 +34,8 @@ def request_facts(scope: dict[str, Any], path: str, peer: str, trusted: bool, no
             fwd.append(v)
         elif c == _XFP:
             xfp.append(v)
+        if reads is not None and c not in reads:
+            continue
         name = c.decode("latin-1")
         if name in hmap:
             ambiguous.add(name)

@@ -82,6 +82,8 @@ class Metrics:
 
         # per-request observations, summed here and applied to the metrics in batches
         self._pending: dict[tuple[str, str, str, str, str], list[Any]] = {}
+        self._counts: dict[Any, int] = {}                 # counter child -> increments
+        self._observed: dict[Any, list[Any]] = {}         # histogram child -> tally
         self._flush_handle: asyncio.TimerHandle | None = None
 
     def request_done(self, route: str, method: str, status: str, decision: str, code: str,
@@ -99,27 +101,48 @@ class Metrics:
         tally[1] += seconds
         tally[2][bisect_left(_LATENCY, seconds)] += 1
         if self._flush_handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.flush()
-                return
-            self._flush_handle = loop.call_later(FLUSH_SECONDS, self.flush)
+            self._schedule_flush()
+
+    def count(self, child: Any) -> None:
+        """``child.inc()``, batched like ``request_done`` (a dict update, not a locked metric
+        update): for counters touched on every request, e.g. the token cache's hits."""
+        counts = self._counts
+        counts[child] = counts.get(child, 0) + 1
+        if self._flush_handle is None:
+            self._schedule_flush()
+
+    def observe(self, child: Any, seconds: float) -> None:
+        """``child.observe(seconds)`` for a histogram child with the latency buckets, batched."""
+        tally = self._observed.get(child)
+        if tally is None:
+            tally = self._observed[child] = [0.0, [0] * (len(_LATENCY) + 1)]
+        tally[0] += seconds
+        tally[1][bisect_left(_LATENCY, seconds)] += 1
+        if self._flush_handle is None:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_handle = loop.call_later(FLUSH_SECONDS, self.flush)
 
     def flush(self) -> None:
         """Apply the pending request observations (the scrape calls this first)."""
         self._flush_handle = None
+        counts, self._counts = self._counts, {}
+        for child, n in counts.items():
+            child.inc(n)
+        observed, self._observed = self._observed, {}
+        for hist, (total, buckets) in observed.items():
+            _apply(hist, total, buckets)
         pending, self._pending = self._pending, {}
         for (route, method, status, decision, code), (n, total, buckets) in pending.items():
             self.child(self.requests, route, method, status).inc(n)
             self.child(self.decisions, decision, code).inc(n)
-            hist = self.child(self.request_seconds, route)
-            hist._sum.inc(total)
-            for i, count in enumerate(buckets[:-1]):
-                if count:
-                    hist._buckets[i].inc(count)
-            if buckets[-1]:
-                hist._buckets[-1].inc(buckets[-1])       # +Inf
+            _apply(self.child(self.request_seconds, route), total, buckets)
 
     def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, cached: labels() costs microseconds on every request.
@@ -145,3 +168,11 @@ class Metrics:
             multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
             return generate_latest(reg)
         return generate_latest(self.registry)
+
+
+def _apply(hist: Any, total: float, buckets: list[int]) -> None:
+    """Add a tally (sum, per-bucket counts for _LATENCY and +Inf) to a histogram child."""
+    hist._sum.inc(total)
+    for i, count in enumerate(buckets):
+        if count:
+            hist._buckets[i].inc(count)

@@ -164,7 +164,8 @@ class GatewayMiddleware:
                 check_framing(headers)
             path = normalise_path(scope.get("raw_path") or scope["path"].encode("utf-8"))
             facts = request_facts(scope, path, peer, trusted, engine.clock(),
-                           engine.config.listen.trusted_proxies)
+                                  engine.config.listen.trusted_proxies,
+                                  engine.admissions.read_names)
             if self.proxy and is_reserved(path):      # /_poolgate/: never routed (AWS.md)
                 status[0] = await serve_reserved(engine, scope, send, path, facts, rid)
                 self._record(engine, scope, status[0], "_poolgate", "allow", "served", None, t0,

@@ -76,7 +76,8 @@ async def decide(engine: "Engine", method: str, uri: bytes, headers: Headers, *,
         scope: dict[str, Any] = {"type": "http", "method": method, "headers": headers,
                                  "scheme": scheme, "path": path, "raw_path": raw_path,
                                  "query_string": query}
-        facts = request_facts(scope, path, peer, True, engine.clock(), networks)
+        facts = request_facts(scope, path, peer, True, engine.clock(), networks,
+                              engine.admissions.read_names)
         # the proxy mode's own admission: the same cache, session and pipeline
         outcome, extra = await admit(engine, headers, scope, facts)
     except GatewayError as e:

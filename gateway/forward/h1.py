@@ -131,11 +131,12 @@ class _Pool:
 class _H1Response:
     """The response head, and its body as an async iterator over the connection's buffer."""
 
-    __slots__ = ("_conn", "_idle", "headers", "status")
+    __slots__ = ("_conn", "_idle", "headers", "last", "status")
 
     def __init__(self, conn: _Conn, idle_timeout: float) -> None:
         self._conn: _Conn | None = conn
         self._idle = idle_timeout
+        self.last = False              # the chunk just returned was the body's end
         self.status: int = conn.status
         self.headers: Headers = conn.headers
 
@@ -154,6 +155,10 @@ class _H1Response:
             if chunks:
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 conn.chunks, conn.buffered = [], 0
+                if conn.complete:      # all of it: the caller can end the response with it
+                    self._conn, self.last = None, True
+                    conn.finish()      # back to the pool before the last ASGI message
+                    return data
                 if conn.read_paused and conn.transport is not None and not conn.closed:
                     conn.read_paused = False
                     conn.transport.resume_reading()

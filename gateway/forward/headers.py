@@ -12,6 +12,7 @@ import re
 from random import getrandbits
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import Any
 
 from ..errors import BadRequest
 
@@ -205,7 +206,7 @@ def upstream_request_headers(raw: Headers, *, remove: frozenset[bytes], peer: st
     return out
 
 
-_RESPONSE_KEEP: dict[tuple[tuple[bytes, ...], frozenset[bytes]], tuple[bool, ...]] = {}
+_RESPONSE_KEEP: dict[tuple[Any, ...], tuple[tuple[int, ...], tuple[bool, ...]]] = {}
 
 
 def response_headers(raw: Headers, *, remove: frozenset[bytes] = frozenset()) -> Headers:
@@ -213,21 +214,29 @@ def response_headers(raw: Headers, *, remove: frozenset[bytes] = frozenset()) ->
 
     Repeated headers (``Set-Cookie``) are kept, in order. An upstream answers with the same
     header names response after response: which positions to keep is memoised per name list
-    (bounded), unless a ``Connection`` header names more to drop.
+    and, when there is a ``Connection`` header (nginx sends ``Connection: keep-alive`` on
+    every response), per its values too, since they name more to drop (bounded).
     """
     names = tuple(n for n, _ in raw)
-    key = (names, remove)
-    keep = _RESPONSE_KEEP.get(key)
-    if keep is None:
+    key: tuple[Any, ...] = (names, remove)
+    found = _RESPONSE_KEEP.get(key)
+    if found is not None and found[0]:
+        key = (names, remove, tuple(raw[i][1] for i in found[0]))
+        found = _RESPONSE_KEEP.get(key)
+    if found is None:
         canon = [canonical(n) for n in names]
         drop = HOP_BY_HOP | remove
-        if b"connection" in canon:          # per response: its value names what to drop
+        at = tuple(i for i, c in enumerate(canon) if c == b"connection")
+        if at:
             drop = drop | _connection_named(raw)
-            return [h for h, c in zip(raw, canon) if c not in drop]
         keep = tuple(c not in drop for c in canon)
-        if len(_RESPONSE_KEEP) < 1024:      # bounded: upstreams choose header names
-            _RESPONSE_KEEP[key] = keep
-    return [h for h, k in zip(raw, keep) if k]
+        if len(_RESPONSE_KEEP) < 1024:      # bounded: upstreams choose names and values
+            if at:
+                _RESPONSE_KEEP[(names, remove)] = (at, ())
+                key = (names, remove, tuple(raw[i][1] for i in at))
+            _RESPONSE_KEEP[key] = ((), keep)
+        return [h for h, k in zip(raw, keep) if k]
+    return [h for h, k in zip(raw, found[1]) if k]
 
 
 def is_trusted(peer: str | None, networks: Iterable[ipaddress.IPv4Network

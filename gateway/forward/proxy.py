@@ -9,7 +9,7 @@ HTTP/1.1 client (``H1Transport``, forward/h1.py), aiohttp and httpx.
 from __future__ import annotations
 
 import asyncio
-from functools import partial
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -57,16 +57,23 @@ class Transport(Protocol):
 
 
 class _Downstream:
-    """The client side of one exchange: reads the body once, notices a disconnect."""
+    """The client side of one exchange: reads the body once; under an ASGI server other than
+    the gateway's own, notices a disconnect by watching ``receive()``."""
 
-    __slots__ = ("_body_done", "body_finished", "closing", "gone", "receive")
+    # ``disconnected`` and ``cancel_app`` mean what they mean on the gateway server's exchange
+    # (gateway/listen/exchange.py), so forward() reads either the same way
+    __slots__ = ("_body_done", "_watcher", "body_finished", "cancel_app", "disconnected",
+                 "receive", "task")
 
-    def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]], has_body: bool) -> None:
+    def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]],
+                 body_finished: bool) -> None:
         self.receive = receive
-        self.body_finished = not has_body
+        self.body_finished = body_finished
         self._body_done: asyncio.Event | None = None     # made only if the watcher waits
-        self.gone = False
-        self.closing = False             # set before the final send: no more cancelling
+        self._watcher: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.disconnected = False
+        self.cancel_app = True           # cleared before the final send: no more cancelling
 
     def _finished(self) -> None:
         self.body_finished = True
@@ -84,7 +91,7 @@ class _Downstream:
         while size <= limit:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                self.gone = True
+                self.disconnected = True
                 raise ClientDisconnected()
             chunk = message.get("body", b"")
             if chunk:
@@ -101,7 +108,7 @@ class _Downstream:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                self.gone = True
+                self.disconnected = True
                 raise ClientDisconnected()
             chunk = message.get("body", b"")
             if chunk:
@@ -110,7 +117,14 @@ class _Downstream:
                 break
         self._finished()
 
-    async def watch(self, task: asyncio.Task[Any]) -> None:
+    def start_watch(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self.watch())
+
+    def stop_watch(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def watch(self) -> None:
         """After the body, wait for ``http.disconnect`` and stop the exchange early."""
         if not self.body_finished:
             self._body_done = asyncio.Event()
@@ -118,16 +132,10 @@ class _Downstream:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                if not self.closing:
-                    self.gone = True
-                    task.cancel()
+                if self.cancel_app and self.task is not None:
+                    self.disconnected = True
+                    self.task.cancel()
                 return
-
-    def leave(self, task: asyncio.Task[Any]) -> None:
-        """The gateway's own server says the client left (scope extension callback)."""
-        if not self.closing:
-            self.gone = True
-            task.cancel()
 
 
 async def _one(chunks: list[bytes]) -> AsyncIterator[bytes]:
@@ -161,31 +169,25 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
     that is all of it); a longer one then streams.
     ``X-Request-Id`` on the response is the one sent upstream (the upstream's copy is dropped).
     """
-    task = asyncio.current_task()
-    assert task is not None
     extensions = scope.get("extensions")
     hook = extensions.get("poolgate.disconnect") if extensions else None
-    # the gateway's own server knows whether the request has a body (its parser framed it)
-    down = _Downstream(receive, hook.has_body if hook is not None
-                       else _has_body(scope.get("headers", [])))
-    loop = asyncio.get_running_loop()
-    watcher: asyncio.Task[None] | None = None
     watch_timer: asyncio.TimerHandle | None = None
     if hook is not None:
-        # the gateway's own server calls back when the client leaves: nothing runs until then
-        hook.on_disconnect = partial(down.leave, task)
+        # the gateway's own server (gateway/listen) frames the body and cancels this task
+        # when the client leaves: nothing runs for that until it happens
+        down = _Downstream(receive, not hook.has_body)
+        client: Any = hook
+        hook.cancel_app = True
     else:
-        # Most exchanges end before anyone could notice a disconnect: the watcher task (a
-        # task, two steps and a cancellation) starts only after _WATCH_AFTER seconds, so a
-        # client that leaves is noticed that much later at worst.
-        def watch() -> None:
-            nonlocal watcher
-            watcher = loop.create_task(down.watch(task))
-        watch_timer = loop.call_later(_WATCH_AFTER, watch)
-    if request_id is not None:
-        rid = [(b"x-request-id", request_id)]
-    else:
-        rid = [(n, v) for n, v in headers if canonical(n) == b"x-request-id"][:1]
+        # Any other ASGI server: a watcher task (a task, two steps and a cancellation) reads
+        # receive() for http.disconnect; it starts only after _WATCH_AFTER seconds, since most
+        # exchanges end before anyone could notice, so a client that leaves is noticed that
+        # much later at worst.
+        down = client = _Downstream(receive, not _has_body(scope.get("headers", [])))
+        down.task = asyncio.current_task()
+        watch_timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, down.start_watch)
+    rid = [(b"x-request-id", request_id)] if request_id is not None else \
+        [(n, v) for n, v in headers if canonical(n) == b"x-request-id"][:1]
     url = _url(upstream, path, scope.get("query_string", b""))
     response: UpstreamResponse | None = None
     status = CLIENT_CLOSED
@@ -202,48 +204,53 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
                 body = _one(first)
                 if not any(canonical(n) == b"content-length" for n, _ in headers):
                     headers = [*headers, (b"content-length", b"%d" % sum(map(len, first)))]
-        started = loop.time()
+        started = time.perf_counter()
         try:
             response = await transport.send(
                 scope["method"], url, headers, body,
                 timeout=upstream.timeout_seconds, idle_timeout=upstream.idle_timeout_seconds)
         except (GatewayError, ClientDisconnected) as exc:
-            if down.gone:
+            if client.disconnected:
                 return CLIENT_CLOSED
             if metrics is not None and isinstance(exc, GatewayError):
                 metrics.upstream_errors.labels(upstream.id, exc.code).inc()
             raise
         if metrics is not None:
-            metrics.child(metrics.upstream_seconds, upstream.id).observe(loop.time() - started)
+            metrics.observe(metrics.child(metrics.upstream_seconds, upstream.id),
+                            time.perf_counter() - started)
         status = response.status
         out = response_headers(response.headers, remove=_X_REQUEST_ID if rid else frozenset())
         await send({"type": "http.response.start", "status": status, "headers": out + rid})
         chunks = response.aiter_body()
         try:
             async for chunk in chunks:
+                if getattr(chunks, "last", False):
+                    # the whole rest of the body is here (a small response): one message
+                    client.cancel_app = False
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": False})
+                    return status
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except GatewayError as exc:
-            down.closing = True
+            client.cancel_app = False
             if metrics is not None:
                 metrics.upstream_errors.labels(upstream.id, exc.code).inc()
             return status                # abort: no final message, the server drops the line
         finally:
             if chunks is not response:   # a generator (aiohttp, httpx): close it now
                 await chunks.aclose()    # type: ignore[attr-defined]
-        down.closing = True
+        client.cancel_app = False
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return status
     except asyncio.CancelledError:
-        if down.gone and task.uncancel() == 0:
+        task = asyncio.current_task()
+        if client.disconnected and task is not None and task.uncancel() == 0:
             return status if response is not None else CLIENT_CLOSED
         raise
     finally:
-        down.closing = True
-        if hook is not None:
-            hook.on_disconnect = None
+        client.cancel_app = False
         if watch_timer is not None:
             watch_timer.cancel()
-        if watcher is not None:
-            watcher.cancel()
+            down.stop_watch()
         if response is not None:
             await response.aclose()

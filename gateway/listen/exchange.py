@@ -35,10 +35,10 @@ STATUS_LINE = {code: _status_line(code) for code in range(100, 600)}
 class Exchange:
     """One request and its response: the ASGI ``receive``/``send`` pair."""
 
-    __slots__ = ("body", "chunked", "complete", "conn", "continue_", "disconnected",
-                 "delivered", "has_body", "keep_alive", "length", "more_body", "on_disconnect",
-                 "received",
-                 "remaining", "scope", "started", "started_at", "waiter", "head", "head_method")
+    __slots__ = ("body", "cancel_app", "chunked", "complete", "conn", "continue_",
+                 "delivered", "disconnected", "has_body", "head", "head_method", "keep_alive",
+                 "length", "more_body", "received", "remaining", "scope", "started",
+                 "started_at", "task", "waiter")
 
     def __init__(self, conn: GatewayHttpProtocol, scope: dict[str, Any], keep_alive: bool,
                  has_body: bool, length: int | None, expect_continue: bool) -> None:
@@ -52,7 +52,11 @@ class Exchange:
         self.continue_ = expect_continue
         self.waiter: asyncio.Future[None] | None = None
         self.disconnected = False
-        self.on_disconnect: Any = None
+        # the scope extension "poolgate.disconnect" (this object): an app that sets
+        # cancel_app has its task cancelled when the client leaves, instead of watching
+        # receive() for http.disconnect (the proxy's forward())
+        self.cancel_app = False
+        self.task: asyncio.Task[None] | None = None
         self.started = False
         self.complete = False
         self.chunked = False
@@ -99,10 +103,9 @@ class Exchange:
     def lost(self) -> None:
         self.disconnected = True
         self.wake()
-        callback = self.on_disconnect
-        if callback is not None and not self.complete:
-            self.on_disconnect = None
-            callback()
+        if self.cancel_app and not self.complete and self.task is not None:
+            self.cancel_app = False
+            self.task.cancel()
 
     async def receive(self) -> dict[str, Any]:
         conn = self.conn

@@ -34,6 +34,7 @@ from .head import HeadError, allow_header, check_target
 
 log = logging.getLogger("poolgate.listen")
 
+_NONE, _HEAD, _IDLE = 0, 1, 2     # what the connection's deadline is for
 HIGH_WATER = 65536                # buffered body bytes the app has not read: stop reading
 LINGER_SECONDS = 2.0              # after answering early, unread body bytes are dropped this long
 
@@ -87,6 +88,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0                # when the timer fires (the earliest deadline set)
+        self.deadline = 0.0                # the current wait's deadline; ``waiting`` says which
+        self.waiting = _NONE
         self.idle = False                  # the keep-alive timer (not the head timer) is armed
         self.lingering = False             # response sent, unread request body: discard, close
         self.upgrade_scope: tuple[str, str] | None = None
@@ -117,13 +121,13 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         # LIMITS: header_timeout_seconds counts from accept (a silent connection is closed too)
-        self._arm(self.limits.header_timeout, self._head_timeout)
+        self._arm(self.limits.header_timeout, _HEAD)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
         if self.on_lost is not None:
             self.on_lost()
-        self._disarm()
+        self._stop_timer()
         for ex in (self.exchange, *self.pipeline):
             if ex is not None:
                 ex.lost()
@@ -168,21 +172,49 @@ class GatewayHttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     # -- timers: one per connection, for whichever wait is current ---------------------------
+    #
+    # A kept-alive connection moves its deadline twice per request (the head's, then the
+    # idle one): that is a float store. The timer fires at the earliest deadline set and, if
+    # the current one is later, re-arms itself for it, so a busy connection creates about one
+    # timer per header_timeout_seconds instead of two per request.
 
-    def _arm(self, delay: float, callback: Any) -> None:
+    def _arm(self, delay: float, waiting: int) -> None:
+        deadline = self.loop.time() + delay
+        self.deadline, self.waiting, self.idle = deadline, waiting, waiting == _IDLE
+        if self.timer is None or deadline < self.timer_at:
+            self._schedule(deadline)
+
+    def _schedule(self, at: float) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = self.loop.call_later(delay, callback)
-        self.idle = callback == self._idle_timeout
+        self.timer_at = at
+        self.timer = self.loop.call_at(at, self._fire)
 
     def _disarm(self) -> None:
         self.idle = False
+        self.waiting = _NONE
+
+    def _stop_timer(self) -> None:
+        self._disarm()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
-    def _head_timeout(self) -> None:
+    def _fire(self) -> None:
         self.timer = None
+        waiting = self.waiting
+        if waiting == _NONE:
+            return
+        if self.loop.time() < self.deadline:
+            self._schedule(self.deadline)
+            return
+        self._disarm()
+        if waiting == _HEAD:
+            self._head_timeout()
+        else:
+            self._idle_timeout()
+
+    def _head_timeout(self) -> None:
         if self.transport.is_closing():
             return
         if self.in_head or self.head_bytes:
@@ -191,7 +223,6 @@ class GatewayHttpProtocol(asyncio.Protocol):
             self.transport.close()          # nothing sent at all: nothing to answer
 
     def _idle_timeout(self) -> None:
-        self.timer = None
         if not self.transport.is_closing():
             self.transport.close()
 
@@ -202,7 +233,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             return                          # the rest of an unread body: dropped
         if self.idle:
             # first byte of a kept-alive connection's next request: the head clock starts
-            self._arm(self.limits.header_timeout, self._head_timeout)
+            self._arm(self.limits.header_timeout, _HEAD)
         begun_here = not self.in_head
         try:
             self.parser.feed_data(data)
@@ -344,7 +375,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def _start(self, ex: Exchange) -> None:
         self._disarm()
         self.exchange = ex
-        task = self.loop.create_task(ex.run(self.app))
+        task = ex.task = self.loop.create_task(ex.run(self.app))
         tasks = self.server_state.tasks
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -365,7 +396,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             self.resume_reading()
             if self.transport.can_write_eof():
                 self.transport.write_eof()
-            self._arm(LINGER_SECONDS, self._idle_timeout)
+            self._arm(LINGER_SECONDS, _IDLE)
             return
         if not ex.keep_alive:
             self.transport.close()
@@ -374,14 +405,14 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self.pipeline:
             self._start(self.pipeline.popleft())
         elif self.in_head:
-            self._arm(self.limits.header_timeout, self._head_timeout)
+            self._arm(self.limits.header_timeout, _HEAD)
         else:
-            self._arm(self.limits.keepalive_timeout, self._idle_timeout)
+            self._arm(self.limits.keepalive_timeout, _IDLE)
 
     def refuse(self, status: int, detail: str) -> None:
         """Answer an HTTP-level refusal and close: the request never reaches the app (or, once
         it has, the app's next ``receive`` is ``http.disconnect``)."""
-        self._disarm()
+        self._stop_timer()
         ex = self.exchange
         started = ex is not None and ex.started
         for pending in (ex, self.parsing, *self.pipeline):
@@ -410,7 +441,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if not keep:
             self.transport.close()
         else:
-            self._arm(self.limits.keepalive_timeout, self._idle_timeout)
+            self._arm(self.limits.keepalive_timeout, _IDLE)
 
     # -- WebSocket upgrades: handed to uvicorn's WebSocket protocol ---------------------------
 
@@ -431,7 +462,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             # hop-by-hop header); nothing after the head is parsed
             return
         method, version = self.upgrade_scope
-        self._disarm()
+        self._stop_timer()
         self.server_state.connections.discard(self)
         out = [method.encode(), b" ", self.url, b" HTTP/", version.encode(), b"\r\n"]
         for name, value in self.headers:

@@ -57,6 +57,7 @@ class Verifier:
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
         self._cache_size = max(0, cache_size)
         self._hit = self._miss = None
+        self._metrics = metrics
         if metrics is not None:
             self._hit = metrics.token_cache.labels(result="hit")
             self._miss = metrics.token_cache.labels(result="miss")
@@ -84,11 +85,11 @@ class Verifier:
         if entry is not None:
             hit = self._from_cache(entry, digest, allowed_sources)
             if hit is not None:
-                if self._hit is not None:
-                    self._hit.inc()
+                if self._metrics is not None:
+                    self._metrics.count(self._hit)      # batched: a dict update
                 return hit
-        if self._miss is not None:
-            self._miss.inc()
+        if self._metrics is not None:
+            self._metrics.count(self._miss)
         return await self._verify(token, raw, digest, allowed_sources)
 
     async def verify_for_revocation(self, token: str) -> VerifiedToken:

@@ -16,6 +16,7 @@ from .helpers import (JwksEndpoint, access_claims, build, cognito_source, make_t
 
 
 def _cache_counts(metrics: Metrics) -> tuple[float, float]:
+    metrics.flush()                       # the counts are batched; a scrape flushes first
     return (metrics.token_cache.labels(result="hit")._value.get(),
             metrics.token_cache.labels(result="miss")._value.get())
 
