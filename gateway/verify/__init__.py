@@ -92,6 +92,21 @@ class Verifier:
             self._metrics.count(self._miss)
         return await self._verify(token, raw, digest, allowed_sources)
 
+    def still_valid(self, token: VerifiedToken, allowed_sources: tuple[str, ...] | None) -> bool:
+        """Whether a token this verifier returned is still good as it stands: its cache entry
+        is in place (so its key is still published, see ``_from_cache``) and it is within
+        ``exp``/``nbf``. A cache hit without re-reading the token, for a caller that holds the
+        ``VerifiedToken`` (the admission cache); when False, ``verify`` says why."""
+        digest = token.token_hash
+        entry = self._cache.get(digest)
+        if entry is None or entry.token is not token:
+            return False
+        if self._from_cache(entry, digest, allowed_sources) is None:
+            return False
+        if self._metrics is not None:
+            self._metrics.count(self._hit)
+        return True
+
     async def verify_for_revocation(self, token: str) -> VerifiedToken:
         """Like ``verify``, but a token that is refused only for now (``nbf``/``iat`` ahead,
         or ``exp`` too far ahead without ``iat``) is returned too, never cached: it may verify
