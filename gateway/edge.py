@@ -35,7 +35,7 @@ class ProxyApp:
     def __init__(self, middleware: GatewayMiddleware, transport: Transport) -> None:
         self.middleware = middleware
         self.transport = transport
-        self._memo: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}
+        self._memo: dict[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], int]] = {}
         self._memo_engine: Any = None
 
     @property
@@ -133,19 +133,23 @@ class ProxyApp:
         scheme = "https" if facts.secure else "http"
         # Authorization is always stripped from the client part: leaving it out of the key lets
         # every token of one client share an entry (and keeps tokens out of the memo)
-        key = (tuple(h for h in headers if h[0] != b"authorization"), peer, trusted, scheme,
+        key = (tuple([h for h in headers if h[0] != b"authorization"]), peer, trusted, scheme,
                authority)
-        base = self._memo.get(key)
-        if base is None:
+        memo = self._memo.get(key)
+        if memo is None:
             base = upstream_request_headers(
                 headers, remove=removed_names(engine), peer=peer, trusted=trusted,
                 scheme=scheme, host=_host(headers, scope), request_id="-",
                 upstream_authority=authority, extra=[], chain=facts.chain)
+            at = next((i for i, h in enumerate(base) if h[0] == b"x-request-id"), len(base))
             if len(self._memo) >= OUTBOUND_MEMO_ENTRIES:
                 del self._memo[next(iter(self._memo))]
-            self._memo[key] = base
-        rid_header = (b"x-request-id", rid.encode("ascii"))
-        return [rid_header if h[0] == b"x-request-id" else h for h in base] + extra
+            memo = self._memo[key] = (base[:at] + [(b"x-request-id", b"-")] + base[at + 1:], at)
+        base, at = memo
+        out = base.copy()
+        out[at] = (b"x-request-id", rid.encode("ascii"))
+        out += extra
+        return out
 
     async def _refuse(self, send: Any, e: GatewayError, rid: str) -> None:
         hdrs, body = refusal(e, rid, dated=True)

@@ -23,7 +23,7 @@ def bearer_token(headers: list[tuple[bytes, bytes]], query_string: bytes = b"") 
                              code="token_in_query")
     found: bytes | None = None
     for name, value in headers:
-        if name.lower() != b"authorization":
+        if len(name) != 13 or name.lower() != b"authorization":   # (lower() copies)
             continue
         if found is not None:
             raise InvalidRequest("more than one Authorization header", code="multiple_authorization")

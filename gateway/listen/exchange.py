@@ -169,9 +169,11 @@ class Exchange:
         if not self.started:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected http.response.start, got {kind}")
+            # rendered first: a head that cannot be written leaves the response unstarted,
+            # so the client gets a 500 instead of a dropped connection
+            self.head = self._render_head(message["status"], message.get("headers", ()))
             self.started = True
             self.continue_ = False
-            self.head = self._render_head(message["status"], message.get("headers", ()))
             return
         if kind != "http.response.body":
             raise RuntimeError(f"expected http.response.body, got {kind}")
@@ -201,8 +203,12 @@ class Exchange:
             conn.response_done(self)
 
     def _render_head(self, status: int, headers: Any) -> bytes:
-        lines = [STATUS_LINE[status]]
-        lines += _default_headers(self.conn.server_state)
+        self.chunked, self.remaining = False, 0      # (a refused head may have set them)
+        parts = [STATUS_LINE[status]]
+        default = self.conn.server_state.default_headers
+        if default:
+            parts += _default_headers(self.conn.server_state)
+        lines = 1 + len(default)
         length: int | None = None
         close = False
         for name, value in headers:
@@ -214,9 +220,11 @@ class Exchange:
                     self.chunked = True
             elif lname == b"connection" and b"close" in value.lower():
                 close = True
-            lines.append(name + b": " + value + b"\r\n")
+            parts += (name, b": ", value, b"\r\n")
+            lines += 1
         if not self.keep_alive and not close:
-            lines.append(b"connection: close\r\n")
+            parts.append(b"connection: close\r\n")
+            lines += 1
         if close:
             self.keep_alive = False
         if length is not None and not self.chunked:
@@ -224,12 +232,14 @@ class Exchange:
         elif not self.chunked and not self.head_method and status not in (204, 304) \
                 and status >= 200:
             self.chunked = True
-            lines.append(b"transfer-encoding: chunked\r\n")
-        lines.append(b"\r\n")
-        head = b"".join(lines)
+            parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
+        parts.append(b"\r\n")
+        head = b"".join(parts)
         # values were parsed or rendered by the gateway; a CR/LF/NUL inside one would split
         # the head: count the line ends instead of scanning each value
-        if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines) or b"\0" in head:
+        lines += 1
+        if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
             raise RuntimeError("response head not representable")
         return head
 
