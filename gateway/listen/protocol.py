@@ -35,6 +35,7 @@ from .head import HeadError, allow_header, check_target
 log = logging.getLogger("poolgate.listen")
 
 _NONE, _HEAD, _IDLE = 0, 1, 2     # what the connection's deadline is for
+_NO_LENGTH = object()             # no Content-Length seen (None: one that is not a number)
 HIGH_WATER = 65536                # buffered body bytes the app has not read: stop reading
 LINGER_SECONDS = 2.0              # after answering early, unread body bytes are dropped this long
 
@@ -105,6 +106,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.hosts = 0
+        self.length: int | None | object = _NO_LENGTH
+        self.chunked = False
         self.expect_continue = False
 
     # -- connection ------------------------------------------------------------------------
@@ -272,6 +275,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.hosts = 0
+        self.length: int | None | object = _NO_LENGTH
+        self.chunked = False
         self.expect_continue = False
         self.upgrade_scope = None
 
@@ -297,6 +302,12 @@ class GatewayHttpProtocol(asyncio.Protocol):
         value = value.rstrip(b" \t")        # llhttp keeps trailing OWS (RFC 9110 5.5)
         if name == b"host":
             self.hosts += 1
+        elif name == b"content-length":
+            if self.length is _NO_LENGTH:     # the first one frames (llhttp refuses a second)
+                v = value.strip()
+                self.length = int(v) if v.isdigit() and len(v) < 19 else None
+        elif name == b"transfer-encoding":
+            self.chunked = True
         elif name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
         headers.append((name, value))
@@ -323,7 +334,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if upgrade and self._websocket_upgrade():
             self.upgrade_scope = (method, version)
             return
-        length = _content_length(headers)
+        length = None if self.length is _NO_LENGTH else self.length
         limits = self.limits
         if limits.max_body is not None and length is not None and length > limits.max_body:
             raise _Refuse(413, "request body too large")
@@ -337,7 +348,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self.app_state:
             scope["state"] = self.app_state.copy()
         keep_alive = version == "1.1" and parser.should_keep_alive()
-        has_body = length is not None and length > 0 or _chunked(headers)
+        has_body = length is not None and length > 0 or self.chunked
         ex = Exchange(self, scope, keep_alive, has_body, length,
                       self.expect_continue and version == "1.1")
         # the proxy registers a callback here instead of watching receive() for a disconnect
@@ -480,18 +491,6 @@ class GatewayHttpProtocol(asyncio.Protocol):
         protocol.connection_made(self.transport)
         self.transport.set_protocol(protocol)
         protocol.data_received(b"".join(out))
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            v = value.strip()
-            return int(v) if v.isdigit() and len(v) < 19 else None
-    return None
-
-
-def _chunked(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(name == b"transfer-encoding" for name, _ in headers)
 
 
 def _decoded(raw_path: bytes) -> str:
