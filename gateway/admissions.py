@@ -75,7 +75,7 @@ class AdmissionCache:
     def __len__(self) -> int:
         return len(self._data)
 
-    def key(self, token: str, facts: RequestFacts) -> tuple[Any, ...]:
+    def key(self, token: str | bytes, facts: RequestFacts) -> tuple[Any, ...]:
         h = facts.headers
         # a read header sent more than once is a 400 (policy.py): never a hit for one value
         amb = (facts.ambiguous and not facts.ambiguous.isdisjoint(self.reads_headers)) or None
@@ -97,9 +97,10 @@ class AdmissionCache:
         expires = min(now + self.hold, float(token.exp))
         if expires <= now:
             return
-        # the verified token's own string in the key: the request's copy would be a second
-        # kilobyte per entry
-        key = (token.raw, *key[1:])
+        if isinstance(key[0], str):
+            # the verified token's own string in the key: the request's copy would be a second
+            # kilobyte per entry
+            key = (token.raw, *key[1:])
         data = self._data
         if len(data) >= self.max:
             del data[next(iter(data))]
@@ -113,7 +114,7 @@ class AdmissionCache:
 
 
 async def admit(engine: Any, headers: list[tuple[bytes, bytes]], scope: dict[str, Any],
-            facts: Any) -> tuple[Any, list[tuple[bytes, bytes]]]:
+                facts: Any) -> tuple[Any, list[tuple[bytes, bytes]]]:
     """The pipeline's outcome and the gateway's headers for it, from the admission cache
     when the same token asked the same thing and nothing it depends on moved."""
     query = scope.get("query_string", b"")
@@ -121,22 +122,28 @@ async def admit(engine: Any, headers: list[tuple[bytes, bytes]], scope: dict[str
     if engine.sessions is not None:      # the session's access token, on routes taking one
         token = await engine.sessions.token(scope, facts, engine.pipeline)
     cache = engine.admissions
-    pipeline = engine.pipeline
+    if not cache.enabled:
+        return await _decide(engine, headers, query, facts, token)
+    credential: str | bytes | None = token
     if token is None:
-        try:
-            token = bearer_token(headers, query)
-        except GatewayError:
-            # the pipeline decides: a public route ignores a malformed token, any other route
-            # raises this same refusal, with its route named
-            outcome = await pipeline.authorize(headers, query, facts)
-            return outcome, gateway_headers_or_none(engine, outcome)
-    if token is None or not cache.enabled:
-        outcome = await pipeline.authorize(headers, query, facts, token=token)
-        return outcome, gateway_headers_or_none(engine, outcome)
-    key = cache.key(token, facts)
+        # keyed by the Authorization value as sent: a hit needs no token parsing (the same
+        # bytes always parse to the same token), only the checks that depend on the rest of
+        # the request (one Authorization line, no token in the query)
+        credential = _sole_authorization(headers, query)
+        if credential is None:
+            try:
+                credential = token = bearer_token(headers, query)
+            except GatewayError:
+                # the pipeline decides: a public route ignores a malformed token, any other
+                # route raises this same refusal, with its route named
+                return await _decide(engine, headers, query, facts, None)
+            if token is None:
+                return await _decide(engine, headers, query, facts, None)
+    key = cache.key(credential, facts)
     now = facts.now
     adm = cache.get(key, now)
     store = engine.store
+    pipeline = engine.pipeline
     if adm is not None:
         outcome = adm.outcome
         # the verifier's own cache says the token still stands (key published, in time)
@@ -154,12 +161,40 @@ async def admit(engine: Any, headers: list[tuple[bytes, bytes]], scope: dict[str
                     adm.generation, adm.checked_at = generation, now
             return outcome, adm.extra
         cache.drop(key)                  # the full path below says what changed
+    if token is None:                    # keyed by the raw value: parse it now
+        try:
+            token = bearer_token(headers, query)
+        except GatewayError:
+            return await _decide(engine, headers, query, facts, None)
+        if token is None:                # another scheme: not ours
+            return await _decide(engine, headers, query, facts, None)
     generation = store.generation if store is not None else None
     outcome = await pipeline.authorize(headers, query, facts, token=token)
     extra = gateway_headers_or_none(engine, outcome)
     if outcome.principal.token is not None:
         cache.put(key, outcome, extra, generation, now)
     return outcome, extra
+
+
+async def _decide(engine: Any, headers: list[tuple[bytes, bytes]], query: bytes, facts: Any,
+                  token: str | None) -> tuple[Any, list[tuple[bytes, bytes]]]:
+    """The pipeline's decision without the cache (``token`` None: it extracts one itself)."""
+    outcome = await engine.pipeline.authorize(headers, query, facts, token=token)
+    return outcome, gateway_headers_or_none(engine, outcome)
+
+
+def _sole_authorization(headers: list[tuple[bytes, bytes]], query: bytes) -> bytes | None:
+    """The request's one ``Authorization`` value as sent; None when there is none, more than
+    one, or the query may carry a token (``bearer_token`` then says what is wrong)."""
+    if b"access_token" in query or b"%" in query:
+        return None
+    found = None
+    for name, value in headers:
+        if len(name) == 13 and name.lower() == b"authorization":
+            if found is not None:
+                return None
+            found = value
+    return found
 
 
 def gateway_headers_or_none(engine: Any, outcome: Any) -> list[tuple[bytes, bytes]]:

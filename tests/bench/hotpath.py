@@ -243,7 +243,7 @@ async def _main(args: argparse.Namespace) -> None:
         apps = {s: await _build(s, args, jwks.url, upstream_url, Path(tmp)) for s in systems}
         drivers = {s: _Driver(app, request) for s, app in apps.items()}
         for d in drivers.values():
-            await d.warm(2000)
+            await d.warm(args.warm)
         per_round = max(1, args.requests // args.rounds)
         for _ in range(args.rounds):                      # alternate: drift hits all alike
             for s, d in drivers.items():
@@ -267,6 +267,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=30000)
     ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--warm", type=int, default=2000)
     ap.add_argument("--upstream", choices=["socket", "canned"], default="socket")
     ap.add_argument("--only", default="floor,policy")
     ap.add_argument("--profile", help="write cProfile stats of the last system listed here")
