@@ -66,7 +66,9 @@ class AdmissionCache:
         self.reads_ip, self.reads_secure, reads_time, self.reads_headers = fact_reads(config)
         # the same names as request_facts(reads=...) takes them: only these are collected
         self.read_names = frozenset(n.encode("latin-1") for n in self.reads_headers)
-        self.enabled = not reads_time and max_entries > 0
+        # a bound credential (request_binding) names each request: nothing to reuse
+        binding = config.downstream_credential.request_binding
+        self.enabled = not reads_time and not binding and max_entries > 0
         self.hold = hold_seconds
         self.max = max_entries
         self.clock = clock
@@ -102,7 +104,7 @@ class AdmissionCache:
             # kilobyte per entry
             key = (token.raw, *key[1:])
         data = self._data
-        if len(data) >= self.max:
+        if len(data) >= self.max and key not in data:
             del data[next(iter(data))]
         data[key] = Admission(outcome, extra, generation, now, expires)
 
@@ -170,7 +172,7 @@ async def admit(engine: Any, headers: list[tuple[bytes, bytes]], scope: dict[str
             return await _decide(engine, headers, query, facts, None)
     generation = store.generation if store is not None else None
     outcome = await pipeline.authorize(headers, query, facts, token=token)
-    extra = gateway_headers_or_none(engine, outcome)
+    extra = gateway_headers_or_none(engine, outcome, facts)
     if outcome.principal.token is not None:
         cache.put(key, outcome, extra, generation, now)
     return outcome, extra
@@ -180,7 +182,7 @@ async def _decide(engine: Any, headers: list[tuple[bytes, bytes]], query: bytes,
                   token: str | None) -> tuple[Any, list[tuple[bytes, bytes]]]:
     """The pipeline's decision without the cache (``token`` None: it extracts one itself)."""
     outcome = await engine.pipeline.authorize(headers, query, facts, token=token)
-    return outcome, gateway_headers_or_none(engine, outcome)
+    return outcome, gateway_headers_or_none(engine, outcome, facts)
 
 
 def _sole_authorization(headers: list[tuple[bytes, bytes]], query: bytes) -> bytes | None:
@@ -197,8 +199,9 @@ def _sole_authorization(headers: list[tuple[bytes, bytes]], query: bytes) -> byt
     return found
 
 
-def gateway_headers_or_none(engine: Any, outcome: Any) -> list[tuple[bytes, bytes]]:
+def gateway_headers_or_none(engine: Any, outcome: Any,
+                            facts: Any = None) -> list[tuple[bytes, bytes]]:
     route = outcome.route
     if route is None or route.upstream is None:
         return []
-    return gateway_headers(engine, outcome)
+    return gateway_headers(engine, outcome, facts)

@@ -553,3 +553,34 @@ async def test_still_valid_is_the_verifiers_cache_hit(gates, change, valid) -> N
                                  issuer=verified.issuer, header=verified.header,
                                  claims=verified.claims, token_hash=verified.token_hash)
     assert verifier.still_valid(verified, allowed) is valid
+
+
+# --------------------------------------------------------------------------- request binding
+
+
+def _credential_claims(answer: Answer) -> dict[str, Any]:
+    import base64
+    import json
+    value = dict(answer.extra or [])[b"x-gateway-credential"].decode("ascii")
+    payload = value.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def test_a_bound_credential_names_each_request_and_is_never_reused(gates) -> None:
+    """downstream_credential.request_binding: htm/htu of the request itself, so neither the
+    admission cache nor the signer's cache may hand one request's credential to another."""
+    gate = await gates(raw_config(downstream_credential={"request_binding": True}))
+    assert not gate.admissions.enabled
+    one, two = await gate.ask("/items/1"), await gate.ask("/items/2")
+    assert (one.status, two.status) == (200, 200)
+    c1, c2 = _credential_claims(one), _credential_claims(two)
+    assert (c1["htm"], c1["htu"]) == ("GET", "http://127.0.0.1:9/items/1")
+    assert c2["htu"] == "http://127.0.0.1:9/items/2"
+    again = await gate.ask("/items/1")
+    assert gate.authorized == 3 and _credential_claims(again)["htu"] == c1["htu"]
+
+
+async def test_without_binding_the_credential_names_no_request(gates) -> None:
+    gate = await gates()
+    claims = _credential_claims(await gate.ask("/items/1"))
+    assert "htm" not in claims and "htu" not in claims

@@ -48,21 +48,26 @@ def _host(scope: dict[str, Any]) -> str:
     return f"{server[0]}:{server[1]}" if server else ""
 
 
-def gateway_headers(engine: "Engine", outcome: Any) -> Headers:
+def gateway_headers(engine: "Engine", outcome: Any, facts: Any = None) -> Headers:
     """The headers the gateway adds for an admitted request: identity headers, the downstream
     credential, the user token if the route says so (also what the decision service hands to
-    the asking proxy)."""
+    the asking proxy). With ``downstream_credential.request_binding`` the credential names
+    this request (``htm``: its method, ``htu``: the upstream URL of its path, no query), so it
+    is signed per request (and the admission cache is off, gateway/admissions.py)."""
     route, principal = outcome.route, outcome.principal
     assert route is not None and route.upstream is not None
     upstream = engine.config.upstreams[route.upstream]
     extra = engine.identity.render(principal)
     signer = engine.signer
     if signer is not None and principal.role is not None:
+        htm = htu = None
+        if facts is not None and engine.config.downstream_credential.request_binding:
+            htm, htu = facts.method, upstream.url.rstrip("/") + facts.path
         before = signer.signs_count
         cred = signer.issue_bytes(principal=principal, upstream=upstream.id, route_id=route.id,
-                            route_action=route.action, path_params=outcome.path_params,
-                            permissions=outcome.decision.permissions,
-                            decision_id=outcome.decision.id)
+                                  route_action=route.action, path_params=outcome.path_params,
+                                  permissions=outcome.decision.permissions,
+                                  decision_id=outcome.decision.id, htm=htm, htu=htu)
         extra.append((credential_header(engine), cred))
         if signer.signs_count != before:          # a cache miss: a real signature
             engine.metrics.credentials_signed.labels(upstream.id).inc()
@@ -80,7 +85,7 @@ def gateway_request_headers(scope: dict[str, Any], ctx: "RequestContext", *,
     route = ctx.outcome.route
     upstream = engine.config.upstreams[route.upstream]
     if extra is None:
-        extra = gateway_headers(engine, ctx.outcome)
+        extra = gateway_headers(engine, ctx.outcome, ctx.facts)
     facts = ctx.facts
     # the chain and scheme policy decided on (facts.py): the upstream sees the same ones
     return upstream_request_headers(
