@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .forward.chain import chain_of, client_address, forwarded_proto
+from .forward.chain import Chain, chain_of, client_address, forwarded_proto
 from .forward.headers import canonical
 from .principal import RequestFacts
 
 _XFF, _FWD, _XFP = b"x-forwarded-for", b"forwarded", b"x-forwarded-proto"
+_NO_CHAIN = Chain(())             # no X-Forwarded-For / Forwarded: what chain_of returns then
+_NONE: frozenset[str] = frozenset()
 
 
 def request_facts(scope: dict[str, Any], path: str, peer: str, trusted: bool, now: float,
@@ -41,9 +43,10 @@ def request_facts(scope: dict[str, Any], path: str, peer: str, trusted: bool, no
             ambiguous.add(name)
         else:
             hmap[name] = v.decode("latin-1")
-    chain = chain_of(xff, fwd, peer, networks, trusted)
+    chain = chain_of(xff, fwd, peer, networks, trusted) if xff or fwd else _NO_CHAIN
     source_ip = client_address(chain, peer, networks, trusted=trusted)
     secure = forwarded_proto(xfp, scope.get("scheme", "http"), trusted=trusted) == "https"
     method = scope.get("method", "GET").upper()
     return RequestFacts(method=method, path=path, source_ip=source_ip, secure=secure, now=now,
-                        headers=hmap, ambiguous=frozenset(ambiguous), chain=chain.hops)
+                        headers=hmap, ambiguous=frozenset(ambiguous) if ambiguous else _NONE,
+                        chain=chain.hops)
