@@ -112,7 +112,7 @@ class ProxyApp:
                                        upstream=upstream, path=path, headers=out,
                                        metrics=engine.metrics,
                                        buffer_bytes=listen.limits.buffer_body_bytes,
-                                       request_id=rid.encode("ascii"))
+                                       request_id=rid.encode("ascii"), direct=True)
             except GatewayError as e:     # 502/504 before the response started
                 decision, code, status = "error", e.code, e.status
                 await self._refuse(send, e, rid)

@@ -159,7 +159,7 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
                   send: Callable[[dict[str, Any]], Awaitable[None]], *, transport: Transport,
                   upstream: Upstream, path: str, headers: Headers,
                   metrics: Metrics | None = None, buffer_bytes: int = 65536,
-                  request_id: bytes | None = None) -> int:
+                  request_id: bytes | None = None, direct: bool = False) -> int:
     """Forward one HTTP exchange; returns the status sent (499 if the client went away).
 
     Before the response starts, upstream failures raise ``BadGateway``/``GatewayTimeout`` for
@@ -168,6 +168,9 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
     is read up to ``buffer_bytes`` before the upstream is contacted (sent with its length when
     that is all of it); a longer one then streams.
     ``X-Request-Id`` on the response is the one sent upstream (the upstream's copy is dropped).
+    ``direct``: ``send`` is the gateway server's own and nothing wraps it (the proxy
+    listener): the response goes to the exchange's ``start_response``/``write_body`` without
+    ASGI messages.
     """
     extensions = scope.get("extensions")
     hook = extensions.get("poolgate.disconnect") if extensions else None
@@ -175,8 +178,9 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
     if hook is not None:
         # the gateway's own server (gateway/listen) frames the body and cancels this task
         # when the client leaves: nothing runs for that until it happens
-        down = _Downstream(receive, not hook.has_body)
+        down: _Downstream | None = _Downstream(receive, False) if hook.has_body else None
         client: Any = hook
+        direct = direct and hasattr(hook, "write_body")
         hook.cancel_app = True
     else:
         # Any other ASGI server: a watcher task (a task, two steps and a cancellation) reads
@@ -185,6 +189,7 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
         # much later at worst.
         down = client = _Downstream(receive, not _has_body(scope.get("headers", [])))
         down.task = asyncio.current_task()
+        direct = False
         watch_timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, down.start_watch)
     rid = [(b"x-request-id", request_id)] if request_id is not None else \
         [(n, v) for n, v in headers if canonical(n) == b"x-request-id"][:1]
@@ -193,7 +198,7 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
     status = CLIENT_CLOSED
     try:
         body: AsyncIterator[bytes] | None = None
-        if not down.body_finished:
+        if down is not None and not down.body_finished:
             try:
                 first, complete = await down.read_first(buffer_bytes)
             except ClientDisconnected:
@@ -220,6 +225,11 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
                             time.perf_counter() - started)
         status = response.status
         out = response_headers(response.headers, remove=_X_REQUEST_ID if rid else frozenset())
+        if direct:
+            failed = await _relay(hook, response, status, out + rid)
+            if failed is not None and metrics is not None:
+                metrics.upstream_errors.labels(upstream.id, failed.code).inc()
+            return status
         await send({"type": "http.response.start", "status": status, "headers": out + rid})
         chunks = response.aiter_body()
         try:
@@ -252,5 +262,35 @@ async def forward(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[st
         if watch_timer is not None:
             watch_timer.cancel()
             down.stop_watch()
-        if response is not None:
-            await response.aclose()
+        if response is not None and not getattr(response, "last", False):
+            await response.aclose()        # (a response read to its end has let go already)
+
+
+async def _relay(ex: Any, response: UpstreamResponse, status: int,
+                 headers: Headers) -> GatewayError | None:
+    """The response through the gateway server's exchange (``forward(direct=True)``); the
+    upstream's failure after the start is returned: the response is left unfinished."""
+    conn = ex.conn
+    ex.start_response(status, headers)
+    chunks = response.aiter_body()
+    try:
+        async for chunk in chunks:
+            last = getattr(chunks, "last", False)
+            if last:
+                ex.cancel_app = False          # the end is here: no more cancelling
+            if conn.write_paused and not ex.disconnected:
+                await conn.drain()
+            ex.write_body(chunk, not last)
+            if last:
+                return None
+    except GatewayError as exc:
+        ex.cancel_app = False
+        return exc                          # abort: no final write, the server drops the line
+    finally:
+        if chunks is not response:          # a generator (aiohttp, httpx): close it now
+            await chunks.aclose()           # type: ignore[attr-defined]
+    ex.cancel_app = False
+    if conn.write_paused and not ex.disconnected:
+        await conn.drain()
+    ex.write_body(b"", False)
+    return None

@@ -169,16 +169,29 @@ class Exchange:
         if not self.started:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected http.response.start, got {kind}")
-            # rendered first: a head that cannot be written leaves the response unstarted,
-            # so the client gets a 500 instead of a dropped connection
-            self.head = self._render_head(message["status"], message.get("headers", ()))
-            self.started = True
-            self.continue_ = False
+            self.start_response(message["status"], message.get("headers", ()))
             return
         if kind != "http.response.body":
             raise RuntimeError(f"expected http.response.body, got {kind}")
-        body = message.get("body", b"")
-        more = message.get("more_body", False)
+        self.write_body(message.get("body", b""), message.get("more_body", False))
+
+    # ``start_response`` / ``write_body``: ``send`` without the messages, for the proxy's own
+    # forward() (gateway/forward/proxy.py); the caller awaits ``conn.drain()`` while
+    # ``conn.write_paused``, as ``send`` does.
+
+    def start_response(self, status: int, headers: Any) -> None:
+        if self.disconnected or self.complete:
+            return
+        # rendered first: a head that cannot be written leaves the response unstarted, so
+        # the client gets a 500 instead of a dropped connection
+        self.head = self._render_head(status, headers)
+        self.started = True
+        self.continue_ = False
+
+    def write_body(self, body: bytes, more: bool) -> None:
+        if self.disconnected or self.complete:
+            return
+        conn = self.conn
         head, self.head = self.head, None
         if self.head_method:
             data = b""

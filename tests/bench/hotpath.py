@@ -74,6 +74,7 @@ class _Canned:
 
         def __init__(self) -> None:
             self._done = False
+            self.last = False              # as gateway/forward/h1.py says it
 
         def aiter_body(self) -> Any:
             return self
@@ -84,7 +85,7 @@ class _Canned:
         async def __anext__(self) -> bytes:
             if self._done:
                 raise StopAsyncIteration
-            self._done = True
+            self._done = self.last = True
             return BODY
 
         async def aclose(self) -> None:
