@@ -6,6 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping as TMapping
+from functools import cached_property
 from urllib.parse import urlsplit
 
 
@@ -113,11 +114,13 @@ class Upstream:
     idle_timeout_seconds: float = 60
     max_connections: int = 1024          # the upstream connection pool's size
 
-    @property
+    # read per request by the proxy: parsed once (cached_property writes the instance dict,
+    # which a frozen dataclass allows)
+    @cached_property
     def scheme(self) -> str:
         return urlsplit(self.url).scheme
 
-    @property
+    @cached_property
     def authority(self) -> str:
         return urlsplit(self.url).netloc
 
