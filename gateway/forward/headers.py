@@ -12,6 +12,8 @@ import re
 from random import getrandbits
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from itertools import compress
+from operator import itemgetter
 from typing import Any
 
 from ..errors import BadRequest
@@ -206,6 +208,7 @@ def upstream_request_headers(raw: Headers, *, remove: frozenset[bytes], peer: st
     return out
 
 
+_NAME = itemgetter(0)
 _RESPONSE_KEEP: dict[tuple[Any, ...], tuple[tuple[int, ...], tuple[bool, ...]]] = {}
 
 
@@ -217,7 +220,7 @@ def response_headers(raw: Headers, *, remove: frozenset[bytes] = frozenset()) ->
     and, when there is a ``Connection`` header (nginx sends ``Connection: keep-alive`` on
     every response), per its values too, since they name more to drop (bounded).
     """
-    names = tuple(n for n, _ in raw)
+    names = tuple(map(_NAME, raw))
     key: tuple[Any, ...] = (names, remove)
     found = _RESPONSE_KEEP.get(key)
     if found is not None and found[0]:
@@ -235,8 +238,8 @@ def response_headers(raw: Headers, *, remove: frozenset[bytes] = frozenset()) ->
                 _RESPONSE_KEEP[(names, remove)] = (at, ())
                 key = (names, remove, tuple(raw[i][1] for i in at))
             _RESPONSE_KEEP[key] = ((), keep)
-        return [h for h, k in zip(raw, keep) if k]
-    return [h for h, k in zip(raw, found[1]) if k]
+        return list(compress(raw, keep))
+    return list(compress(raw, found[1]))
 
 
 def is_trusted(peer: str | None, networks: Iterable[ipaddress.IPv4Network
