@@ -30,8 +30,16 @@ def allow_header() -> bytes:
     return _ALLOW
 
 
+_VALID: dict[bytes, bool] = {}     # clients repeat their Host: answers memoised (bounded)
+
+
 def valid_host(value: bytes) -> bool:
-    return bool(value) and _HOST.fullmatch(value) is not None
+    known = _VALID.get(value)
+    if known is None:
+        known = bool(value) and _HOST.fullmatch(value) is not None
+        if len(_VALID) < 1024:
+            _VALID[value] = known
+    return known
 
 
 def check_host(headers: list[tuple[bytes, bytes]], version: str,
