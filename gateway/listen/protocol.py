@@ -35,6 +35,7 @@ from .head import HeadError, allow_header, check_target
 log = logging.getLogger("poolgate.listen")
 
 _NONE, _HEAD, _IDLE = 0, 1, 2     # what the connection's deadline is for
+_ASGI = {"version": "3.0", "spec_version": "2.3"}   # the same for every request
 _NO_LENGTH = object()             # no Content-Length seen (None: one that is not a number)
 HIGH_WATER = 65536                # buffered body bytes the app has not read: stop reading
 LINGER_SECONDS = 2.0              # after answering early, unread body bytes are dropped this long
@@ -339,7 +340,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if limits.max_body is not None and length is not None and length > limits.max_body:
             raise _Refuse(413, "request body too large")
         scope: dict[str, Any] = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "type": "http", "asgi": _ASGI,
             "http_version": version, "server": self.server, "client": self.client,
             "scheme": self.scheme, "root_path": "", "method": method,
             "path": _decoded(raw_path), "raw_path": raw_path, "query_string": query,
