@@ -263,18 +263,20 @@ class H1Transport:
 
 def _head(method: str, target: str, headers: Headers, has_body: bool) -> tuple[bytes, bool]:
     """The request head, byte for byte; chunked framing added only for a body of no length."""
-    lines = [n + b": " + v for n, v in headers]
+    start = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+    parts = [start]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    lines = len(headers) + 2                   # the request line, the fields, the blank line
     chunked = False
     if has_body:
         chunked = not any(n.lower() == b"content-length" for n, _ in headers)
         if chunked:
-            lines.append(b"transfer-encoding: chunked")
-    block, expected = b"\r\n".join(lines), max(len(lines) - 1, 0)
-    start = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+            parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
+    parts.append(b"\r\n")
+    head = b"".join(parts)
     # The headers were parsed or rendered by the gateway; a CR/LF here would split the head.
-    if (block.count(b"\n") != expected or block.count(b"\r") != expected
-            or start.count(b" ") != 2 or start.count(b"\n") != 1 or start.count(b"\r") != 1):
+    if (head.count(b"\n") != lines or head.count(b"\r") != lines or start.count(b" ") != 2):
         raise BadGateway("request head not representable", code="upstream_bad_request")
-    return start + block + b"\r\n\r\n", chunked
-
-
+    return head, chunked
