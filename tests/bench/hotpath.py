@@ -12,9 +12,10 @@ in-process HTTP/1.1 server (``socket``: the h1 client's real I/O, whose server s
 too, equally for every system) or a canned response object (``canned``: no I/O at all).
 
 Systems: ``floor`` (tests/bench/floor_proxy.py's pass-through app, no auth), ``policy``
-(scenario (d): auth: policy, downstream credential, access log on), ``authenticated``
-(scenario (b)). Prints microseconds of process CPU (all threads) per request, and the ratio
-to the floor.
+(scenario (d): auth: policy, downstream credential, access log on), ``policy_nolog`` (the
+same without the access log), ``policy_redis`` (scenario (e): Redis revocation on
+127.0.0.1:6379 with the near-cache), ``authenticated`` (scenario (b)). Prints microseconds
+of process CPU (all threads) per request, and the ratio to the floor.
 """
 
 from __future__ import annotations
@@ -151,7 +152,8 @@ def _config(system: str, jwks_url: str, upstream_url: str, tmp: Path) -> dict[st
     sys.argv[:1] = ["run.py"]
     import run
     b = SimpleNamespace(jwks_url=jwks_url, upstream_url=upstream_url, tmp=tmp)
-    cfg = run.poolgate_config(b, policy=system.startswith("policy"))
+    redis_prefix = f"poolgate-hotpath-{os.getpid()}:" if system == "policy_redis" else None
+    cfg = run.poolgate_config(b, policy=system.startswith("policy"), redis_prefix=redis_prefix)
     if system == "policy_nolog":                         # (d) without the access log
         cfg["logging"]["access_log"] = False
     return cfg
