@@ -203,6 +203,9 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.pool.lost(self)
 
     # ------------------------------------------------------------------ one exchange
@@ -250,11 +253,12 @@ class _Conn(asyncio.Protocol):
             self._fail(exc)
 
     def finish(self) -> None:
-        """The caller is done with this exchange: pool the connection or drop it."""
+        """The caller is done with this exchange: pool the connection or drop it.
+
+        The timer stays armed: it fires into nobody (``_expire`` with no waiter) or the next
+        exchange's later deadline moves it by a float store, instead of a timer made and
+        cancelled per request."""
         self.busy = False
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         upload, self.upload = self.upload, None
         if upload is not None and not upload.done():
             upload.cancel()
