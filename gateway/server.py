@@ -264,8 +264,7 @@ async def _serve_worker(path: str, config: Config, proxy_sock: socket.socket,
         on_term()
     elif early.hup:
         loop.create_task(reload())
-    ready_task = loop.create_task(announce_ready(lambda: proxy_app.engine,  # noqa: F841
-                                                 to_stdout=workers <= 1))
+    ready_task = loop.create_task(_ready(proxy_app, to_stdout=workers <= 1))  # noqa: F841
     try:
         await asyncio.gather(proxy.run_on([proxy_sock]), admin.run_on([admin_sock]),
                              run_decision_servers(decisions, proxy))
@@ -275,6 +274,16 @@ async def _serve_worker(path: str, config: Config, proxy_sock: socket.socket,
                      extra={"fields": {"event": "stopped",
                                        "seconds": round(time.monotonic() - term_at[0], 3)}})
         tracing.shutdown()
+
+
+async def _ready(proxy_app: Any, *, to_stdout: bool) -> None:
+    """Announce readiness, then freeze what startup left (the listeners' lazily imported
+    protocol modules, the JWKS client's first fetch, the keys) like the engine above: none of
+    it is garbage, and a full collection scanned it every time (~1,200 functions and
+    classes)."""
+    await announce_ready(lambda: proxy_app.engine, to_stdout=to_stdout)
+    gc.collect()
+    gc.freeze()
 
 
 async def _reload(path: str, proxy_app: Any, workers: int) -> None:
@@ -347,9 +356,19 @@ def _reuse_signer(old_engine: Any, new: Config) -> Any:
 
 # --------------------------------------------------------------------------- serve
 
+def _without_trio() -> None:
+    """httpcore (under httpx: the JWKS client, sessions) imports trio whenever it is
+    installed, to offer trio locks; the gateway runs on asyncio only. With trio installed
+    alongside (a test dependency pulls it in) that cost every worker 3.2 MB of RSS. A None
+    in sys.modules makes ``import trio`` an ImportError, which httpcore expects."""
+    if "trio" not in sys.modules:
+        sys.modules["trio"] = None  # type: ignore[assignment]
+
+
 def serve(path: str, *, workers: int = 1) -> int:
     early = _EarlySignals()
     early.install()
+    _without_trio()
     config = validate(path, workers)
     set_level(config.logging.level)
     proxy_sock = bind(config.listen.host, config.listen.port)

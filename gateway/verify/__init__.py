@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..config import IdentitySource
 from ..errors import GatewayError, InvalidToken, TokenTooLarge
@@ -26,16 +24,6 @@ from .token import (SUPPORTED_ALGS, UnverifiedToken, check_header, check_typ, pa
                     split_compact, verify_signature)
 
 __all__ = ["Verifier", "JwksManager"]
-
-
-@dataclass(slots=True)
-class _Entry:
-    token: VerifiedToken
-    source: IdentitySource
-    kid: str
-    jwk: Jwk
-    exp: float
-    nbf: float | None
 
 
 class Verifier:
@@ -53,8 +41,11 @@ class Verifier:
                 self._by_issuer.setdefault(iss, []).append(s)
         self._cap_all = min((s.max_token_bytes for s in self._sources), default=8192)
         self._caps: dict[tuple[str, ...], int] = {}
-        self._headers: dict[str, dict[str, Any]] = {}      # decoded header segments
-        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._skew = {s.id: s.clock_skew_seconds for s in self._sources}
+        self._headers: dict[str, Mapping[str, Any]] = {}   # decoded header segments, shared
+        # sha256 -> token: the token is the whole entry (its source, key and times are in it),
+        # one GC-tracked object per cached token
+        self._cache: OrderedDict[bytes, VerifiedToken] = OrderedDict()
         self._cache_size = max(0, cache_size)
         self._hit = self._miss = None
         self._metrics = metrics
@@ -98,10 +89,9 @@ class Verifier:
         ``exp``/``nbf``. A cache hit without re-reading the token, for a caller that holds the
         ``VerifiedToken`` (the admission cache); when False, ``verify`` says why."""
         digest = token.token_hash
-        entry = self._cache.get(digest)
-        if entry is None or entry.token is not token:
+        if self._cache.get(digest) is not token:          # the token is its own cache entry
             return False
-        if self._from_cache(entry, digest, allowed_sources) is None:
+        if self._from_cache(token, digest, allowed_sources) is None:
             return False
         if self._metrics is not None:
             self._metrics.count(self._hit)
@@ -119,20 +109,22 @@ class Verifier:
         return await self._verify(token, raw, hashlib.sha256(raw).digest(), None,
                                   pending_ok=True)
 
-    def _from_cache(self, e: _Entry, digest: bytes,
+    def _from_cache(self, t: VerifiedToken, digest: bytes,
                     allowed: tuple[str, ...] | None) -> VerifiedToken | None:
-        if allowed is not None and e.source.id not in allowed:
+        sid = t.source_id
+        if allowed is not None and sid not in allowed:
             return None                          # let the full path decide for this route
-        if self._keys.lookup(e.source.id, e.kid) is not e.jwk:
+        if self._keys.lookup(sid, t.kid) is not t.jwk:  # type: ignore[arg-type]
             del self._cache[digest]              # key rotated out, replaced or stale
             return None
         now = self._clock()
-        skew = e.source.clock_skew_seconds
-        if now > e.exp + skew or (e.nbf is not None and e.nbf > now + skew):
+        skew = self._skew[sid]
+        nbf = t.nbf
+        if now > t.exp + skew or (nbf is not None and nbf > now + skew):
             del self._cache[digest]
             return None                          # the full path raises the precise code
         self._cache.move_to_end(digest)
-        return e.token
+        return t
 
     async def _verify(self, token: str, raw: bytes, digest: bytes,
                       allowed: tuple[str, ...] | None, *,
@@ -161,7 +153,7 @@ class Verifier:
                     jwk = await self._keys.get_jwk(source.id, kid, alg)   # refetch / precise error
                 else:
                     check_key_alg(jwk, alg)
-                return self._finish(source, token, digest, jws, alg, kid, jwk, claims,
+                return self._finish(source, token, digest, jws, alg, jwk, claims,
                                     pending_ok)
             except GatewayError as exc:
                 first = first or exc
@@ -169,17 +161,15 @@ class Verifier:
         raise first
 
     def _finish(self, source: IdentitySource, token: str, digest: bytes, jws: UnverifiedToken,
-                alg: str, kid: str, jwk: Jwk, claims: dict[str, Any],
+                alg: str, jwk: Jwk, claims: dict[str, Any],
                 pending_ok: bool = False) -> VerifiedToken:
         verify_signature(alg, jwk.key, jws.signing_input, jws.signature)
         check_claims(claims, source, self._clock(), pending_ok=pending_ok)
         issuer = claims["iss"]
         verified = VerifiedToken(raw=token, source_id=source.id, issuer=issuer,
-                                 header=MappingProxyType(jws.header),
-                                 claims=MappingProxyType(claims), token_hash=digest)
+                                 header=jws.header, claims=claims, token_hash=digest, jwk=jwk)
         if self._cache_size and not pending_ok:
-            self._cache[digest] = _Entry(verified, source, kid, jwk, float(claims["exp"]),
-                                         claims.get("nbf"))
+            self._cache[digest] = verified
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return verified

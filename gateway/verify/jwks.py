@@ -21,7 +21,7 @@ import httpx
 from ..config import IdentitySource, is_loopback
 from ..errors import InvalidToken, Unavailable
 from ..metrics import Metrics
-from .keys import Jwk, check_key_alg, parse_jwks
+from .keys import Jwk, check_key_alg, keep_unchanged, parse_jwks
 
 __all__ = ["JwksManager", "FetchError"]
 
@@ -217,6 +217,7 @@ class JwksManager:
             self._failed(st, f"{type(exc).__name__}: {exc}")
             return False
         now = self._clock()
+        keys = keep_unchanged(st.keys, keys)     # cached tokens stay valid across refreshes
         st.keys, st.fetched_at, st.error, st.failures = keys, now, None, 0
         if self._metrics is not None:
             self._metrics.jwks_fetches.labels(source=source_id, result="ok").inc()

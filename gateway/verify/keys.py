@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..errors import InvalidToken
 from .token import (_CURVES, _EC_CURVE, MIN_RSA_BITS, SUPPORTED_ALGS, _bad, b64url_decode)
 
-__all__ = ["Jwk", "KeyRejected", "parse_jwk", "parse_jwks", "check_key_alg"]
+__all__ = ["Jwk", "KeyRejected", "parse_jwk", "parse_jwks", "check_key_alg", "keep_unchanged"]
 
 
 class KeyRejected(ValueError):
@@ -150,3 +151,23 @@ def check_key_alg(jwk: Jwk, alg: str) -> None:
 
 # --------------------------------------------------------------------------- signatures
 
+
+
+def _same(a: Jwk, b: Jwk) -> bool:
+    if (a.kid, a.kty, a.alg, a.crv) != (b.kid, b.kty, b.alg, b.crv):
+        return False
+    spki = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    return bool(a.key.public_bytes(*spki) == b.key.public_bytes(*spki))
+
+
+def keep_unchanged(held: Mapping[str, Jwk], fetched: dict[str, Jwk]) -> dict[str, Jwk]:
+    """``fetched``, with every key published unchanged (same kid, type, alg, curve and key
+    material) replaced by the object already ``held``. The verifier's cache serves a token
+    only while the key that verified it is the one published: without this, every routine
+    refresh (each ``refresh_seconds``) dropped every cached token, and the next request of
+    each user paid a full verification again."""
+    for kid, jwk in fetched.items():
+        old = held.get(kid)
+        if old is not None and _same(old, jwk):
+            fetched[kid] = old
+    return fetched

@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import json
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from cryptography.exceptions import InvalidSignature
@@ -48,7 +49,7 @@ def _bad(code: str, description: str) -> InvalidToken:
 class UnverifiedToken:
     """A structurally valid compact JWS. Nothing in it is trusted yet."""
 
-    header: dict[str, Any]
+    header: Mapping[str, Any]     # read-only and shared when it came from the memo
     payload: bytes
     signing_input: bytes          # the exact received ``header.payload`` bytes
     signature: bytes
@@ -151,12 +152,12 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     return value
 
 
-def split_compact(token: str, headers: dict[str, dict[str, Any]] | None = None,
+def split_compact(token: str, headers: dict[str, Mapping[str, Any]] | None = None,
                   raw: bytes | None = None) -> UnverifiedToken:
     """Compact JWS only: three segments, strict base64url, a JSON object header.
 
-    ``headers`` memoises decoded header segments (an issuer's tokens share a handful); callers
-    must treat the returned header as read-only.
+    ``headers`` memoises decoded header segments (an issuer's tokens share a handful) as
+    read-only mappings, which the verified tokens then share.
     """
     dots = token.count(".")
     if dots == 4:
@@ -167,13 +168,13 @@ def split_compact(token: str, headers: dict[str, dict[str, Any]] | None = None,
     j = token.find(".", i + 1)
     data = raw if raw is not None else token.encode("ascii", "replace")
     head = token[:i]
-    header = headers.get(head) if headers is not None else None
+    header: Mapping[str, Any] | None = headers.get(head) if headers is not None else None
     if header is None:
         header = parse_json_object(b64url_decode(data[:i]))
         if headers is not None:
             if len(headers) >= 256:
                 headers.clear()
-            headers[head] = header
+            header = headers[head] = MappingProxyType(header)
     payload = b64url_decode(data[i + 1:j])
     signature = b64url_decode(data[j + 1:])
     signing_input = data[:j]

@@ -165,6 +165,25 @@ async def test_keys_replaced_on_refetch() -> None:
     assert (await verifier.verify(make_token(key=rsa_key(2048, 3)))).sub == "u-1"
 
 
+async def test_unchanged_keys_survive_a_refetch_with_their_cached_tokens() -> None:
+    verifier, mgr, ep, wall, mono = build()
+    token = make_token()
+    first = await verifier.verify(token)
+    held = mgr.lookup("pool", "k1")
+    ep.doc = {"keys": [dict(k) for k in ep.doc["keys"]]}     # the same keys, a new document
+    mono.advance(301)
+    assert await mgr.refresh("pool") and ep.fetches == 2
+    assert mgr.lookup("pool", "k1") is held
+    assert await verifier.verify(token) is first             # still cached: not re-verified
+    # the same key material under an added alg is another key: checked again from scratch
+    ep.doc = {"keys": [{**ep.doc["keys"][0], "alg": "RS384"}]}
+    mono.advance(301)
+    assert await mgr.refresh("pool") and mgr.lookup("pool", "k1") is not held
+    with pytest.raises(InvalidToken) as info:
+        await verifier.verify(token)                          # an RS256 token, an RS384 key
+    assert info.value.code == "key_alg_mismatch"
+
+
 async def test_http_refused_unless_loopback_or_opted_in() -> None:
     ep = JwksEndpoint()
     src = cognito_source(jwks_uri="http://idp.example/jwks.json")

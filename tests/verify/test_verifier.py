@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from gateway.config import loads_config
 from gateway.errors import InvalidToken, Unavailable
 from gateway.metrics import Metrics
+from gateway.principal import VerifiedToken
 from gateway.verify import JwksManager, Verifier
 
 from .helpers import (JwksEndpoint, access_claims, build, cognito_source, make_token,
@@ -63,6 +65,25 @@ async def test_cache_entry_dropped_when_keys_go_stale() -> None:
     with pytest.raises(Unavailable) as info:
         await verifier.verify(token)
     assert info.value.code == "jwks_unavailable"
+
+
+async def test_a_cached_token_is_one_gc_tracked_object() -> None:
+    """The cyclic GC scans each cached token itself and nothing per token behind it: the
+    header mapping and the key are shared, the claims are untracked atoms and tuples."""
+    verifier, *_ = build()
+    tokens = [make_token(access_claims(jti=f"j{i}", sub=f"u-{i}", groups=["a", f"g{i}"]))
+              for i in range(20)]
+    for t in tokens:
+        await verifier.verify(t)
+    for _ in range(4):
+        gc.collect()
+    cached = list(verifier._cache.values())
+    assert len(cached) == 20 and all(type(v) is VerifiedToken for v in cached)
+    shared = {id(VerifiedToken), id(cached[0].header), id(cached[0].jwk), id(cached[0]._layout)}
+    for v in cached:
+        tracked = {id(r) for r in gc.get_referents(v) if gc.is_tracked(r)}
+        assert tracked <= shared, [r for r in gc.get_referents(v) if id(r) in tracked - shared]
+    assert cached[3].claims["groups"] == ["a", "g3"]
 
 
 async def test_claims_are_read_only() -> None:
