@@ -100,10 +100,11 @@ class Pipeline:
     def admit(self, route: Route, params: Mapping[str, str], verified: VerifiedToken,
               facts: RequestFacts, decision_id: str) -> Outcome:
         """Step 4 alone (role mapping + policy) for verified claims; pure."""
-        choice = self.mapper.choose(verified.source_id, verified.claims,
+        claims = verified.claims            # one read-only view for mapping, tags, principal
+        choice = self.mapper.choose(verified.source_id, claims,
                                     self._requested_role(verified.source_id, facts))
-        tags = self.mapper.tags(verified.source_id, verified.claims)
-        principal = Principal(sub=verified.sub, role=choice.role, claims=verified.claims,
+        tags = self.mapper.tags(verified.source_id, claims)
+        principal = Principal(sub=verified.sub, role=choice.role, claims=claims,
                               source_id=verified.source_id, tags=tags, token=verified)
         decision = self._decide(route, params, facts, principal, choice.rule, decision_id)
         if not decision.allowed:

@@ -88,32 +88,38 @@ class VerifiedToken:
 
     @property
     def sub(self) -> str | None:
-        v = self._claim("sub")
+        i = self._layout.get("sub")
+        v = None if i is None else self._values[i]
         return v if isinstance(v, str) else None
 
     @property
     def jti(self) -> str | None:
-        v = self._claim("jti")
+        i = self._layout.get("jti")
+        v = None if i is None else self._values[i]
         return v if isinstance(v, str) else None
 
     @property
     def origin_jti(self) -> str | None:
-        v = self._claim("origin_jti")
+        i = self._layout.get("origin_jti")
+        v = None if i is None else self._values[i]
         return v if isinstance(v, str) else None
 
     @property
     def iat(self) -> float | None:
-        v = self._claim("iat")
+        i = self._layout.get("iat")
+        v = None if i is None else self._values[i]
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
     @property
     def token_use(self) -> str | None:
-        v = self._claim("token_use")
+        i = self._layout.get("token_use")
+        v = None if i is None else self._values[i]
         return v if isinstance(v, str) else None
 
     @property
     def scopes(self) -> tuple[str, ...]:
-        v = self._claim("scope")
+        i = self._layout.get("scope")
+        v = None if i is None else self._values[i]
         if isinstance(v, str):
             return tuple(s for s in v.split(" ") if s)
         return ()

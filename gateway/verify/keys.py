@@ -149,9 +149,7 @@ def check_key_alg(jwk: Jwk, alg: str) -> None:
         raise _bad("key_alg_mismatch", "token algorithm does not match the key")
 
 
-# --------------------------------------------------------------------------- signatures
-
-
+# --------------------------------------------------------------------------- refresh
 
 def _same(a: Jwk, b: Jwk) -> bool:
     if (a.kid, a.kty, a.alg, a.crv) != (b.kid, b.kty, b.alg, b.crv):
@@ -171,3 +169,6 @@ def keep_unchanged(held: Mapping[str, Jwk], fetched: dict[str, Jwk]) -> dict[str
         if old is not None and _same(old, jwk):
             fetched[kid] = old
     return fetched
+
+
+# --------------------------------------------------------------------------- signatures
