@@ -66,7 +66,10 @@ class Exchange:
 
     async def run(self, app: Any) -> None:
         try:
-            await app(self.scope, self.receive, self.send)
+            # the scope holds this exchange (extensions["poolgate.disconnect"]); not holding the
+            # scope back leaves no reference cycle per request for the cyclic GC to find
+            scope, self.scope = self.scope, None
+            await app(scope, self.receive, self.send)
         except BaseException as exc:  # noqa: BLE001 (the connection must be answered or closed)
             if isinstance(exc, asyncio.CancelledError) and self.disconnected:
                 pass
